@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One-time (idempotent) setup: Debian packages for headless rendering, a .venv with pinned dependencies, and both
+# project packages installed editable. Re-running is fast: each step checks before it installs.
+#   WP_TORCH_INDEX=https://download.pytorch.org/whl/cu128 bash scripts/setup.sh   # GPU variant (see docs/install.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+
+# Debian packages: EGL/OSMesa for MuJoCo offscreen rendering on a machine without a GPU.
+DEB_PKGS="libegl1 libgl1-mesa-dri libosmesa6"
+missing=""
+for p in $DEB_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "[setup] installing Debian packages:$missing"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+ver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+case "$ver" in 3.10|3.11|3.12) ;; *) echo "[setup] Python 3.10-3.12 required, found $ver ($PYTHON)" >&2; exit 1;; esac
+[ -x "$VENV/bin/python" ] || { echo "[setup] creating $VENV with $PYTHON ($ver)"; "$PYTHON" -m venv "$VENV"; }
+PIP="$VENV/bin/python -m pip --disable-pip-version-check"
+
+if [ -n "${WP_TORCH_INDEX:-}" ]; then
+  # GPU machines: a CUDA build of the same torch release from the given index, installed before the rest.
+  $PIP install -q "torch==2.13.0" --index-url "$WP_TORCH_INDEX"
+fi
+echo "[setup] installing Python dependencies (first run: ~4 min, ~4.6 GB)"
+$PIP install -q -c requirements/lock.txt -r requirements/base.txt -r requirements/train.txt -r requirements/dev.txt
+$PIP install -q --no-deps --config-settings editable_mode=compat -e wp_policy -e wp_training
+echo "[setup] done: $($VENV/bin/python -c 'import torch, transformers, rclpy, robosuite, wp_policy, wp_training; print("torch", torch.__version__, "transformers", transformers.__version__)' 2>/dev/null)"

@@ -1,0 +1,112 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from wp_policy.config_io import ConfigError, load_yaml
+from wp_policy.paths import config_dir
+from wp_policy.robot_config import load_robot_config
+
+
+def test_libero_config_matches_seed(libero_config):
+    c = libero_config
+    assert (c.action.dim, c.proprio.dim, c.control_hz) == (7, 8, 20.0)
+    assert c.action.norm_mask == (True,) * 6 + (False,)
+    assert [cam.rlds_key for cam in c.cameras] == ["image", "wrist_image"]
+    assert [cam.model_key for cam in c.cameras] == ["base_0_rgb", "left_wrist_0_rgb"]
+    assert c.state_keys == ("state",)
+
+
+def test_r1lite_config_matches_reference(r1lite_config):
+    c = r1lite_config
+    assert (c.action.dim, c.proprio.dim, c.dataset_action_dim, c.control_hz) == (14, 14, 26, 15.0)
+    assert c.action.norm_mask[6] is False and c.action.norm_mask[13] is False
+    assert sum(c.action.norm_mask) == 12
+    assert [cam.encoding for cam in c.cameras] == ["jpeg"] * 3
+    assert c.cameras[0].topic == "/hdas/camera_head/left_raw/image_raw_color/compressed"
+    topics = [cmd.topic for cmd in c.ros.commands]
+    assert topics == [
+        "/motion_target/target_joint_state_arm_left",
+        "/motion_target/target_position_gripper_left",
+        "/motion_target/target_joint_state_arm_right",
+        "/motion_target/target_position_gripper_right",
+    ]
+    assert [f.topic for f in c.ros.feedback][1] == "/hdas/feedback_gripper_left"
+    assert c.ros.command_qos == "best_effort_keep_last_1"
+    covered = sorted(d for f in c.ros.feedback for d in f.proprio_dims)
+    assert covered == list(range(14))
+    assert sorted(d for cmd in c.ros.commands for d in cmd.action_dims) == list(range(14))
+
+
+def test_select_action_drops_torso_and_base(r1lite_config):
+    raw = np.arange(26, dtype=float)[None].repeat(3, 0)
+    assert r1lite_config.select_action(raw).shape == (3, 14)
+    with pytest.raises(ValueError, match="dataset action has 7 dims, expected 26"):
+        r1lite_config.select_action(np.zeros(7))
+
+
+def test_libero_gripper_chain_matches_seed(libero_config):
+    c = libero_config
+    dataset = np.array([[0, 0, 0, 0, 0, 0, -1.0], [0, 0, 0, 0, 0, 0, 1.0], [0, 0, 0, 0, 0, 0, 0.3]])
+    model = c.action_to_model(dataset)
+    assert model[:, 6].tolist() == pytest.approx([1.0, 0.0, 0.7])  # 1 = open, 0 = close
+    execution = c.action_to_execution(model)
+    assert execution[:, 6].tolist() == [-1.0, 1.0, -1.0]  # LIBERO: -1 open, +1 close
+    assert np.array_equal(execution[:, :6], dataset[:, :6])
+    # a tie never produces the ambiguous 0 command
+    assert c.action_to_execution(np.array([0, 0, 0, 0, 0, 0, 0.5]))[6] == 1.0
+
+
+def test_r1lite_stroke_round_trip(r1lite_config):
+    c = r1lite_config
+    p = np.zeros(14)
+    p[6], p[13] = 100.0, 25.0
+    m = c.proprio_to_model(p)
+    assert (m[6], m[13]) == (1.0, 0.25)
+    np.testing.assert_allclose(c.proprio_to_physical(m), p)
+    a = np.zeros(14)
+    a[6], a[13] = 1.3, -0.2
+    ex = c.action_to_execution(a)
+    assert (ex[6], ex[13]) == (100.0, 0.0)
+
+
+def _write_variant(tmp_path: Path, edit) -> Path:
+    data = load_yaml(config_dir() / "robots" / "r1lite.yaml")
+    edit(data)
+    path = tmp_path / "robot.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["action"].update(norm_mask=[True] * 13), r"action\.norm_mask.*expected 14 values \(dim\), got 13|norm_mask: expected 14"),
+        (lambda d: d.pop("control_hz"), "control_hz: required key is missing"),
+        (lambda d: d.update(control_hz=-5), "control_hz must be positive, got -5"),
+        (lambda d: d.update(control_hz="fast"), "control_hz: expected a number, got 'fast'"),
+        (lambda d: d.update(gripper_transform="magic"), "unknown gripper transform 'magic'"),
+        (lambda d: d.update(colour="red"), r"unknown key\(s\) \['colour'\]"),
+        (lambda d: d["limits"].update(max_step=[0.1] * 3), "limits.max_step: expected 14 values"),
+        (lambda d: d["action"].update(indices=list(range(20, 34))), "action.indices .* out of range for dataset_action_dim 26"),
+        (lambda d: d.update(action_kind="velocity"), "'velocity' is not one of"),
+        (lambda d: d["ros"]["commands"][0].update(max_velocity=[1.0]), "max_velocity needs 6 values, got 1"),
+    ],
+)
+def test_bad_robot_config_names_file_and_field(tmp_path, edit, message):
+    path = _write_variant(tmp_path, edit)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_robot_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_robot_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("robot_type: [unclosed")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_robot_config(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_robot_config("no_such_robot")

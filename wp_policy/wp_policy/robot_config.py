@@ -1,0 +1,223 @@
+"""Robot configuration: what a robot's data, model inputs and ROS interface look like.
+
+One frozen dataclass tree per robot, loaded from ``configs/robots/<name>.yaml`` and validated on load. Everything
+robot-specific (dims, dataset keys, camera views, gripper convention, control rate, limits, ROS topic names and QoS)
+lives here so that no other module hard-codes a robot.
+
+Shapes: dataset action ``[..., dataset_action_dim]`` -> :meth:`RobotConfig.select_action` -> ``[..., action.dim]``;
+dataset state keys concatenated ``[..., sum(key dims)]`` -> :meth:`RobotConfig.select_proprio` -> ``[..., proprio.dim]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from wp_policy.config_io import load_config
+from wp_policy.gripper import GripperTransform, get_gripper_transform
+from wp_policy.paths import config_dir
+
+QosName = Literal["sensor_data", "reliable", "reliable_latched", "best_effort_keep_last_1"]
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """One of the robot's vectors (action or proprio) as the model sees it."""
+
+    dim: int
+    indices: tuple[int, ...]  # positions taken from the dataset vector, in order
+    norm_mask: tuple[bool, ...]  # False: dim passes q99 normalisation untouched (grippers)
+    names: tuple[str, ...]  # one per dim; JointState names on the ROS side
+    gripper_dims: tuple[int, ...] = ()  # dims (in this vector) that carry a gripper value
+
+    def __post_init__(self):
+        if self.dim <= 0:
+            raise ValueError(f"dim must be positive, got {self.dim}")
+        for key in ("indices", "norm_mask", "names"):
+            n = len(getattr(self, key))
+            if n != self.dim:
+                raise ValueError(f"{key}: expected {self.dim} values (dim), got {n}")
+        if any(i < 0 for i in self.indices):
+            raise ValueError(f"indices must be >= 0, got {list(self.indices)}")
+        if len(set(self.names)) != self.dim:
+            raise ValueError(f"names must be unique, got {list(self.names)}")
+        bad = [g for g in self.gripper_dims if not 0 <= g < self.dim]
+        if bad:
+            raise ValueError(f"gripper_dims {bad} out of range for dim {self.dim}")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    view: str  # our name for the view ("primary", "head", ...)
+    rlds_key: str  # key under observation/ in the RLDS dataset
+    model_key: str  # openpi image key the model expects ("base_0_rgb", ...)
+    topic: str = ""  # raw driver topic on the robot (empty: simulation bridge publishes /wp/raw/<view>)
+    encoding: Literal["jpeg", "rgb8"] = "rgb8"  # CompressedImage JPEG or raw Image
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    """A JointState feedback topic and which proprio dims it fills from its ``position`` field."""
+
+    topic: str
+    proprio_dims: tuple[int, ...]
+    source_indices: tuple[int, ...]  # positions read from msg.position
+
+    def __post_init__(self):
+        if len(self.proprio_dims) != len(self.source_indices):
+            raise ValueError(
+                f"feedback {self.topic}: proprio_dims ({len(self.proprio_dims)}) and source_indices "
+                f"({len(self.source_indices)}) must have the same length"
+            )
+
+
+@dataclass(frozen=True)
+class CommandConfig:
+    """A JointState command topic fed from some action dims (execution space)."""
+
+    topic: str
+    action_dims: tuple[int, ...]
+    kind: Literal["joint_position", "gripper", "raw"]
+    max_velocity: tuple[float, ...] = ()  # joint_position: per-joint max velocity sent in msg.velocity
+
+    def __post_init__(self):
+        if self.kind == "joint_position" and len(self.max_velocity) != len(self.action_dims):
+            raise ValueError(
+                f"command {self.topic}: max_velocity needs {len(self.action_dims)} values, got {len(self.max_velocity)}"
+            )
+
+
+@dataclass(frozen=True)
+class RosInterface:
+    """Driver-side topics of the real robot (or the simulation bridge standing in for it)."""
+
+    camera_qos: QosName = "sensor_data"
+    feedback_qos: QosName = "sensor_data"
+    command_qos: QosName = "best_effort_keep_last_1"
+    feedback: tuple[FeedbackConfig, ...] = ()
+    commands: tuple[CommandConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Execution-space bounds on every action dim, and the largest change allowed in one control tick."""
+
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    max_step: tuple[float, ...] | None = None  # None: no rate limit (e.g. delta actions)
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    robot_type: str
+    action_kind: Literal["delta_eef", "joint_position"]
+    control_hz: float
+    dataset_action_dim: int  # width of the dataset's action vector before index selection
+    action: VectorSpec
+    proprio: VectorSpec
+    state_keys: tuple[str, ...]  # observation keys concatenated (in order) into the raw proprio vector
+    cameras: tuple[CameraConfig, ...]
+    gripper_transform: str
+    limits: LimitsConfig
+    image_size: int = 224  # model resolution (square)
+    ros: RosInterface = field(default_factory=RosInterface)
+
+    def __post_init__(self):
+        if self.control_hz <= 0:
+            raise ValueError(f"control_hz must be positive, got {self.control_hz}")
+        bad = [i for i in self.action.indices if i >= self.dataset_action_dim]
+        if bad:
+            raise ValueError(f"action.indices {bad} out of range for dataset_action_dim {self.dataset_action_dim}")
+        if not self.cameras:
+            raise ValueError("cameras: at least one camera view is required")
+        views = [c.view for c in self.cameras]
+        if len(set(views)) != len(views):
+            raise ValueError(f"cameras: view names must be unique, got {views}")
+        if not self.state_keys:
+            raise ValueError("state_keys: at least one observation key is required")
+        get_gripper_transform(self.gripper_transform)
+        n = self.action.dim
+        for key in ("lower", "upper"):
+            if len(getattr(self.limits, key)) != n:
+                raise ValueError(f"limits.{key}: expected {n} values (action.dim), got {len(getattr(self.limits, key))}")
+        if self.limits.max_step is not None:
+            if len(self.limits.max_step) != n:
+                raise ValueError(f"limits.max_step: expected {n} values (action.dim), got {len(self.limits.max_step)}")
+            if any(s <= 0 for s in self.limits.max_step):
+                raise ValueError(f"limits.max_step must be positive, got {list(self.limits.max_step)}")
+        if any(lo > hi for lo, hi in zip(self.limits.lower, self.limits.upper)):
+            raise ValueError(f"limits.lower must be <= limits.upper, got {self.limits.lower} / {self.limits.upper}")
+        for cmd in self.ros.commands:
+            if any(not 0 <= d < n for d in cmd.action_dims):
+                raise ValueError(f"ros.commands {cmd.topic}: action_dims {list(cmd.action_dims)} out of range for {n}")
+        for fb in self.ros.feedback:
+            if any(not 0 <= d < self.proprio.dim for d in fb.proprio_dims):
+                raise ValueError(f"ros.feedback {fb.topic}: proprio_dims out of range for {self.proprio.dim}")
+        if self.image_size <= 0:
+            raise ValueError(f"image_size must be positive, got {self.image_size}")
+
+    @property
+    def gripper(self) -> GripperTransform:
+        return get_gripper_transform(self.gripper_transform)
+
+    @property
+    def control_period(self) -> float:
+        return 1.0 / self.control_hz
+
+    @property
+    def camera_views(self) -> tuple[str, ...]:
+        return tuple(c.view for c in self.cameras)
+
+    def select_action(self, dataset_action: np.ndarray) -> np.ndarray:
+        """``[..., dataset_action_dim]`` -> ``[..., action.dim]`` (index selection only)."""
+        a = np.asarray(dataset_action)
+        if a.shape[-1] != self.dataset_action_dim:
+            raise ValueError(
+                f"{self.robot_type}: dataset action has {a.shape[-1]} dims, expected {self.dataset_action_dim}"
+            )
+        return a[..., list(self.action.indices)]
+
+    def select_proprio(self, raw_state: np.ndarray) -> np.ndarray:
+        """Concatenated state keys ``[..., n]`` -> ``[..., proprio.dim]`` (index selection only)."""
+        s = np.asarray(raw_state)
+        need = max(self.proprio.indices) + 1
+        if s.shape[-1] < need:
+            raise ValueError(f"{self.robot_type}: raw state has {s.shape[-1]} dims, need at least {need}")
+        return s[..., list(self.proprio.indices)]
+
+    def action_to_model(self, action: np.ndarray) -> np.ndarray:
+        """Selected dataset action -> model space (gripper dims mapped to [0, 1]); before normalisation."""
+        return _apply_on_dims(action, self.action.gripper_dims, self.gripper.action_to_model, self.action.dim)
+
+    def action_to_execution(self, action: np.ndarray) -> np.ndarray:
+        """Unnormalised model action -> what the controller receives (gripper binarised / stroke)."""
+        return _apply_on_dims(action, self.action.gripper_dims, self.gripper.action_to_execution, self.action.dim)
+
+    def proprio_to_model(self, proprio: np.ndarray) -> np.ndarray:
+        """Physical proprio -> model space (before normalisation)."""
+        return _apply_on_dims(proprio, self.proprio.gripper_dims, self.gripper.proprio_to_model, self.proprio.dim)
+
+    def proprio_to_physical(self, proprio: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`proprio_to_model`."""
+        return _apply_on_dims(proprio, self.proprio.gripper_dims, self.gripper.proprio_to_physical, self.proprio.dim)
+
+
+def _apply_on_dims(x: np.ndarray, dims: tuple[int, ...], fn, expected_dim: int) -> np.ndarray:
+    out = np.array(x, dtype=np.float64, copy=True)
+    if out.shape[-1] != expected_dim:
+        raise ValueError(f"expected last dim {expected_dim}, got shape {out.shape}")
+    if dims:
+        idx = list(dims)
+        out[..., idx] = fn(out[..., idx])
+    return out
+
+
+def load_robot_config(name_or_path: str | Path) -> RobotConfig:
+    """Load a robot config by name (``libero``, ``r1lite``: from configs/robots/) or by YAML path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = config_dir() / "robots" / f"{name_or_path}.yaml"
+    return load_config(RobotConfig, path)
