@@ -8,8 +8,9 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
-# Debian packages: EGL/OSMesa for MuJoCo offscreen rendering on a machine without a GPU.
-DEB_PKGS="libegl1 libgl1-mesa-dri libosmesa6"
+# Debian packages: EGL/OSMesa for MuJoCo offscreen rendering without a GPU; a C compiler for evdev (robosuite ->
+# pynput), which has no wheel on PyPI.
+DEB_PKGS="libegl1 libgl1-mesa-dri libosmesa6 gcc libc6-dev"
 missing=""
 for p in $DEB_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -19,7 +20,7 @@ if [ -n "$missing" ]; then
 fi
 
 ver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-case "$ver" in 3.10|3.11|3.12) ;; *) echo "[setup] Python 3.10-3.12 required, found $ver ($PYTHON)" >&2; exit 1;; esac
+case "$ver" in 3.11|3.12) ;; *) echo "[setup] Python 3.11 or 3.12 required, found $ver ($PYTHON)" >&2; exit 1;; esac
 [ -x "$VENV/bin/python" ] || { echo "[setup] creating $VENV with $PYTHON ($ver)"; "$PYTHON" -m venv "$VENV"; }
 PIP="$VENV/bin/python -m pip --disable-pip-version-check"
 

@@ -29,11 +29,17 @@ setup(
         *tree("configs", f"share/{PACKAGE}/configs"),
     ],
     python_requires=">=3.10",
-    install_requires=["numpy", "pyyaml", "safetensors", "sentencepiece", "opencv-python-headless"],
+    install_requires=["numpy", "pyyaml", "safetensors", "sentencepiece", "opencv-python-headless", "rosbags", "tqdm"],
     zip_safe=True,
     maintainer="wp-vla maintainers",
     maintainer_email="maintainers@wp-vla.dev",
     description="Waypoint VLA policy: models, runtime and ROS 2 nodes",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "wp-launch = wp_policy.supervisor:main",
+            "wp-bag = wp_policy.ros.bag_cli:main",
+            "wp_aggregator = wp_policy.ros.aggregator_node:main",
+        ]
+    },
 )

@@ -1,0 +1,35 @@
+"""ROS test plumbing: an isolated DDS domain per test process, one rclpy context, a synthetic R1 Lite bag.
+
+Every test process gets its own ``ROS_DOMAIN_ID`` (from its pid, so pytest-xdist workers never hear each other)
+and localhost-only discovery; child processes (wp-launch, wp-bag) inherit both through the environment.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bag_fixtures import r1lite_bag_spec
+
+os.environ["ROS_DOMAIN_ID"] = str(20 + os.getpid() % 200)
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+
+@pytest.fixture(scope="session")
+def rclpy_context():
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="session")
+def r1lite_bag(tmp_path_factory, r1lite_config):
+    """A 3 s R1-Lite-style MCAP bag: 3 JPEG views at 15 Hz, 4 JointState feedback topics at 100 Hz."""
+    from wp_policy.ros.bag_synth import write_synthetic_bag
+
+    path = tmp_path_factory.mktemp("bags") / "r1lite.mcap"
+    write_synthetic_bag(path, r1lite_config, r1lite_bag_spec())
+    return path

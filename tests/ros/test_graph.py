@@ -1,0 +1,139 @@
+"""Graph definitions, argument handling, and that both launchers are built from them (no drift)."""
+
+import importlib.util
+import runpy
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wp_policy.graph import GRAPHS, get_graph, parse_launch_args, resolve_graph
+from wp_policy.paths import config_dir, launch_dir
+from wp_policy.supervisor import node_command, write_overrides
+
+
+def test_graphs_have_the_designed_nodes():
+    assert [n.name for n in get_graph("r1lite").nodes] == ["aggregator", "planner", "filler"]
+    assert [n.name for n in get_graph("libero_sim").nodes] == ["libero_bridge", "aggregator", "planner", "filler"]
+    executables = {n.name: n.executable for g in GRAPHS.values() for n in g.nodes}
+    assert executables == {"aggregator": "wp_aggregator", "planner": "wp_planner", "filler": "wp_filler",
+                           "libero_bridge": "wp_libero_bridge"}
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_params_file_sections_match_graph_nodes(name):
+    (node,) = resolve_graph(get_graph(name), {}, only=["aggregator"])
+    data = yaml.safe_load(node.params_files[0].read_text())
+    assert set(data) == {n.name for n in get_graph(name).nodes}
+    assert all(set(section) == {"ros__parameters"} for section in data.values())
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_node_modules_that_exist_have_main(name):
+    for node in get_graph(name).nodes:
+        if importlib.util.find_spec(node.module) is not None or node.name == "aggregator":
+            assert callable(importlib.import_module(node.module).main), node.module
+
+
+def test_arguments_are_typed_and_routed_to_node_parameters():
+    nodes = {n.name: n for n in resolve_graph(get_graph("libero_sim"), {"task_id": "3", "use_sim_time": "False",
+                                                                        "vlm_checkpoint": "/ckpt/vlm"})}
+    assert nodes["libero_bridge"].parameters["task_id"] == 3
+    assert nodes["planner"].parameters["checkpoint"] == "/ckpt/vlm"
+    assert all(n.parameters["use_sim_time"] is False for n in nodes.values())
+    assert nodes["filler"].parameters["replan_mode"] == "after_last"
+    assert nodes["aggregator"].parameters == {"robot_config": "libero", "use_sim_time": False}
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ({"nonsense": "1"}, "unknown argument"),
+        ({"use_sim_time": "yes"}, "use_sim_time: 'yes' is not a valid bool"),
+        ({"task_id": "x"}, "task_id: 'x' is not a valid int"),
+        ({"replan_mode": "never"}, "replan_mode: 'never' is not one of"),
+        ({"params_file": "graphs/missing.yaml"}, "params file 'graphs/missing.yaml' not found"),
+    ],
+)
+def test_bad_arguments_name_the_problem(values, match):
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
+        resolve_graph(get_graph("libero_sim"), values)
+
+
+def test_parse_launch_args_and_node_selection():
+    assert parse_launch_args(["a:=1", "b:=x:=y", "c:="]) == {"a": "1", "b": "x:=y", "c": ""}
+    with pytest.raises(ValueError, match="expected name:=value"):
+        parse_launch_args(["a=1"])
+    with pytest.raises(ValueError, match="no node"):
+        resolve_graph(get_graph("r1lite"), {}, only=["camera"])
+
+
+def test_supervisor_command_uses_params_files_then_typed_overrides(tmp_path):
+    (node,) = resolve_graph(get_graph("r1lite"), {"use_sim_time": "true"}, only=["aggregator"])
+    overrides = write_overrides(node, tmp_path)
+    cmd = node_command(node, overrides)
+    assert cmd[1:4] == ["-m", "wp_policy.ros.aggregator_node", "--ros-args"]
+    files = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--params-file"]
+    assert files == [str(node.params_files[0]), str(overrides)]
+    assert "__node:=aggregator" in cmd
+    assert yaml.safe_load(overrides.read_text()) == {
+        "aggregator": {"ros__parameters": {"robot_config": "r1lite", "use_sim_time": True}}}
+
+
+# ------------------------------------------------------------------ launch files, run against a recording fake
+class _Action:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class _LaunchConfiguration(_Action):
+    def perform(self, context):
+        return context.launch_configurations[self.args[0]]
+
+
+def _fake_launch_modules():
+    """Stand-ins for the ROS ``launch``/``launch_ros`` packages (not installable here) that record every call."""
+    mods = {name: types.ModuleType(name) for name in
+            ("launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions")}
+    mods["launch"].LaunchDescription = type("LaunchDescription", (_Action,), {})
+    mods["launch"].LaunchContext = object
+    mods["launch.actions"].DeclareLaunchArgument = type("DeclareLaunchArgument", (_Action,), {})
+    mods["launch.actions"].OpaqueFunction = type("OpaqueFunction", (_Action,), {})
+    mods["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
+    mods["launch_ros.actions"].Node = type("Node", (_Action,), {})
+    return mods
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_launch_file_is_built_from_the_graph(name, monkeypatch, request):
+    path = launch_dir() / f"{name}.launch.py"
+    assert "graph_launch_description" in path.read_text()
+    for mod_name, mod in _fake_launch_modules().items():
+        monkeypatch.setitem(sys.modules, mod_name, mod)
+    sys.modules.pop("wp_policy.ros.launch_description", None)  # import it against the fakes, forget it afterwards
+    request.addfinalizer(lambda: sys.modules.pop("wp_policy.ros.launch_description", None))
+    ld = runpy.run_path(str(path))["generate_launch_description"]()
+    *declared, opaque = ld.args[0]
+    graph = get_graph(name)
+    assert [d.args[0] for d in declared] == [a.name for a in graph.arguments]
+    assert all(d.kwargs["default_value"] == a.default and d.kwargs["description"] == a.description
+               for d, a in zip(declared, graph.arguments))
+    values = {a.name: a.default for a in graph.arguments} | {"use_sim_time": "true", "device": "cuda:1"}
+    context = types.SimpleNamespace(launch_configurations=values)
+    nodes = opaque.kwargs["function"](context, *opaque.kwargs["args"])
+    expected = resolve_graph(graph, values)
+    assert [n.kwargs["executable"] for n in nodes] == [e.executable for e in expected]
+    assert [n.kwargs["name"] for n in nodes] == [e.name for e in expected]
+    assert [n.kwargs["parameters"] for n in nodes] == [[str(e.params_files[0]), dict(e.parameters)] for e in expected]
+    assert all(n.kwargs["package"] == "wp_policy" for n in nodes)
+    assert Path(str(nodes[0].kwargs["parameters"][0])).is_file()
+
+
+def test_docs_cover_every_argument_and_aggregator_parameter():
+    from wp_policy.ros.aggregator_node import PARAMS
+
+    text = (config_dir().parent / "docs" / "ros_graph.md").read_text()
+    names = {a.name for g in GRAPHS.values() for a in g.arguments} | set(PARAMS)
+    assert not [n for n in sorted(names) if f"`{n}`" not in text]

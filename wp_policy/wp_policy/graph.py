@@ -1,0 +1,230 @@
+"""The ROS 2 graphs, defined once as data and read by BOTH launchers, so they cannot drift.
+
+``ros2 launch wp_policy r1lite.launch.py`` (a ROS install, via ``wp_policy.ros.launch_description``) and
+``wp-launch r1lite`` (a pip install, via ``wp_policy.supervisor``) both call :func:`resolve_graph` on the graph named
+here and start exactly the nodes, parameters files, parameters and remappings it returns.
+
+Format: a :class:`GraphSpec` has launch arguments (name, default, description, type) and nodes. A :class:`GraphNode`
+names its ROS node, its installed executable (console script, ``lib/wp_policy/<executable>``), the module that
+``python -m`` runs, which node parameters take which argument's value (``arg_params``) and its remappings. Every node
+also reads the graph's params YAML (argument ``params_file``; relative paths resolve in the wp_policy configs dir,
+keyed by node name under ``ros__parameters``) and gets the graph-wide ``common_params`` (robot config, sim time).
+Arguments override the YAML. Adding a node is adding a GraphNode entry; no launcher changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from wp_policy.paths import config_dir
+
+ArgType = Literal["str", "float", "int", "bool"]
+PARAMS_FILE_ARG = "params_file"
+
+
+@dataclass(frozen=True)
+class GraphArgument:
+    name: str
+    default: str  # launch arguments are strings; ``type`` says how nodes receive the value
+    description: str
+    type: ArgType = "str"
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.choices and self.default not in self.choices:
+            raise ValueError(f"argument {self.name}: default {self.default!r} is not one of {list(self.choices)}")
+        convert_argument(self, self.default)
+
+    def convert(self, value: str) -> Any:
+        return convert_argument(self, value)
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    name: str  # ROS node name; also its key in the params YAML
+    executable: str  # installed executable / console script (ros2 launch)
+    module: str  # module with main(), run as ``python -m`` (wp-launch)
+    arg_params: Mapping[str, str] = field(default_factory=dict)  # node parameter -> graph argument
+    remaps: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    name: str
+    description: str
+    arguments: tuple[GraphArgument, ...]
+    nodes: tuple[GraphNode, ...]
+    common_params: Mapping[str, str] = field(default_factory=dict)  # parameter -> argument, for every node
+
+    def __post_init__(self):
+        args = [a.name for a in self.arguments]
+        nodes = [n.name for n in self.nodes]
+        for kind, names in (("argument", args), ("node", nodes)):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"graph {self.name}: duplicate {kind} names {dupes}")
+        if PARAMS_FILE_ARG not in args:
+            raise ValueError(f"graph {self.name}: every graph needs a {PARAMS_FILE_ARG!r} argument")
+        for owner, mapping in [("common_params", self.common_params), *((n.name, n.arg_params) for n in self.nodes)]:
+            unknown = sorted(set(mapping.values()) - set(args))
+            if unknown:
+                raise ValueError(f"graph {self.name}: {owner} refers to undeclared arguments {unknown}")
+
+    def argument(self, name: str) -> GraphArgument:
+        for arg in self.arguments:
+            if arg.name == name:
+                return arg
+        raise KeyError(f"graph {self.name} has no argument {name!r}; arguments: {[a.name for a in self.arguments]}")
+
+
+@dataclass(frozen=True)
+class ResolvedNode:
+    """One node ready to start: what both launchers turn into a process."""
+
+    name: str
+    executable: str
+    module: str
+    params_files: tuple[Path, ...]
+    parameters: Mapping[str, Any]  # typed values, applied after the params files
+    remaps: tuple[tuple[str, str], ...]
+
+
+def convert_argument(arg: GraphArgument, value: str) -> Any:
+    """Launch-argument string -> typed parameter value; ValueError names the argument."""
+    if arg.choices and value not in arg.choices:
+        raise ValueError(f"argument {arg.name}: {value!r} is not one of {list(arg.choices)}")
+    try:
+        if arg.type == "bool":
+            if value.lower() not in ("true", "false"):
+                raise ValueError("expected true or false")
+            return value.lower() == "true"
+        if arg.type in ("int", "float"):
+            return int(value) if arg.type == "int" else float(value)
+    except ValueError as exc:
+        raise ValueError(f"argument {arg.name}: {value!r} is not a valid {arg.type} ({exc})") from None
+    return value
+
+
+def resolve_params_file(value: str) -> Path:
+    """A params YAML path as given, or relative to the wp_policy configs dir; must exist."""
+    path = Path(value).expanduser()
+    if not path.is_absolute() and not path.is_file():
+        path = config_dir() / value
+    if not path.is_file():
+        raise FileNotFoundError(f"params file {value!r} not found (also looked in {config_dir()})")
+    return path.resolve()
+
+
+def parse_launch_args(items: list[str]) -> dict[str, str]:
+    """``["name:=value", ...]`` (ros2 launch syntax) -> dict; a ValueError names a malformed item."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            raise ValueError(f"launch argument {item!r}: expected name:=value")
+        out[name] = value
+    return out
+
+
+def resolve_graph(graph: GraphSpec, values: Mapping[str, str], only: list[str] | None = None) -> list[ResolvedNode]:
+    """Argument values (strings; missing ones take defaults) -> the nodes to start, optionally only some by name."""
+    known = {a.name for a in graph.arguments}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"graph {graph.name}: unknown argument(s) {unknown}; arguments: {sorted(known)}")
+    typed = {a.name: a.convert(values.get(a.name, a.default)) for a in graph.arguments}
+    params_file = resolve_params_file(typed[PARAMS_FILE_ARG])
+    nodes = graph.nodes
+    if only is not None:
+        missing = sorted(set(only) - {n.name for n in nodes})
+        if missing:
+            raise ValueError(f"graph {graph.name} has no node(s) {missing}; nodes: {[n.name for n in nodes]}")
+        nodes = tuple(n for n in nodes if n.name in only)
+    return [
+        ResolvedNode(
+            name=n.name,
+            executable=n.executable,
+            module=n.module,
+            params_files=(params_file,),
+            parameters={p: typed[a] for p, a in {**graph.common_params, **n.arg_params}.items()},
+            remaps=n.remaps,
+        )
+        for n in nodes
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------- definitions
+def _model_args(device: str) -> tuple[GraphArgument, ...]:
+    return (
+        GraphArgument("vlm_checkpoint", "", "VLM planner checkpoint (safetensors file or checkpoint directory)"),
+        GraphArgument("ae_checkpoint", "", "Action Expert checkpoint (safetensors file or checkpoint directory)"),
+        GraphArgument("stats", "", "normalisation stats JSON shared by the VLM and the AE"),
+        GraphArgument("tokenizer", "", "SentencePiece tokenizer model (PaliGemma's or a compatible one)"),
+        GraphArgument("instruction", "", "task instruction to start with (empty: wait for /wp/instruction)"),
+        GraphArgument("replan_mode", "after_last", "when the filler asks for the next plan",
+                      choices=("after_last", "lookahead")),
+        GraphArgument("device", device, "torch device for the models (cpu, cuda, cuda:1, ...)"),
+    )
+
+
+AGGREGATOR = GraphNode("aggregator", "wp_aggregator", "wp_policy.ros.aggregator_node")
+PLANNER = GraphNode(
+    "planner", "wp_planner", "wp_policy.ros.planner_node",
+    arg_params={"checkpoint": "vlm_checkpoint", "stats": "stats", "tokenizer": "tokenizer",
+                "instruction": "instruction", "device": "device"},
+)
+FILLER = GraphNode(
+    "filler", "wp_filler", "wp_policy.ros.filler_node",
+    arg_params={"checkpoint": "ae_checkpoint", "stats": "stats", "tokenizer": "tokenizer",
+                "replan_mode": "replan_mode", "device": "device"},
+)
+LIBERO_BRIDGE = GraphNode(
+    "libero_bridge", "wp_libero_bridge", "wp_policy.ros.libero_bridge_node",
+    arg_params={"task_suite": "task_suite", "task_id": "task_id", "seed": "seed", "clock_mode": "clock_mode"},
+)
+COMMON_PARAMS = {"robot_config": "robot_config", "use_sim_time": "use_sim_time"}
+
+R1LITE = GraphSpec(
+    name="r1lite",
+    description="Galaxea R1 Lite: aggregator -> VLM planner -> AE filler -> arm and gripper command topics",
+    arguments=(
+        GraphArgument("robot_config", "r1lite", "robot config name (configs/robots/) or robot YAML path"),
+        GraphArgument(PARAMS_FILE_ARG, "graphs/r1lite.yaml", "node parameters YAML (relative: wp_policy configs dir)"),
+        *_model_args("cuda"),
+        GraphArgument("use_sim_time", "false", "follow /clock (bag replay in lock-step) instead of the wall clock",
+                      type="bool"),
+    ),
+    nodes=(AGGREGATOR, PLANNER, FILLER),
+    common_params=COMMON_PARAMS,
+)
+
+LIBERO_SIM = GraphSpec(
+    name="libero_sim",
+    description="LIBERO simulation: the bridge stands in for the robot drivers and publishes /clock",
+    arguments=(
+        GraphArgument("robot_config", "libero", "robot config name (configs/robots/) or robot YAML path"),
+        GraphArgument(PARAMS_FILE_ARG, "graphs/libero_sim.yaml",
+                      "node parameters YAML (relative: wp_policy configs dir)"),
+        *_model_args("cpu"),
+        GraphArgument("task_suite", "libero_object", "LIBERO suite (or robosuite stand-in) the bridge runs"),
+        GraphArgument("task_id", "0", "task index within the suite", type="int"),
+        GraphArgument("seed", "7", "simulation seed (LIBERO protocol: 7)", type="int"),
+        GraphArgument("clock_mode", "lockstep", "lockstep: the sim waits for each command; wall: real-time",
+                      choices=("lockstep", "wall")),
+        GraphArgument("use_sim_time", "true", "follow the bridge's /clock (required for lock-step)", type="bool"),
+    ),
+    nodes=(LIBERO_BRIDGE, AGGREGATOR, PLANNER, FILLER),
+    common_params=COMMON_PARAMS,
+)
+
+GRAPHS: dict[str, GraphSpec] = {g.name: g for g in (R1LITE, LIBERO_SIM)}
+
+
+def get_graph(name: str) -> GraphSpec:
+    try:
+        return GRAPHS[name]
+    except KeyError:
+        raise ValueError(f"unknown graph {name!r}; graphs: {sorted(GRAPHS)}") from None

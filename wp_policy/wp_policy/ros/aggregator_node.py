@@ -1,0 +1,158 @@
+"""Aggregator node: robot cameras + joint feedback -> synchronised observation sets on /wp/obs/*.
+
+Subscribes to every camera of the robot config (CompressedImage JPEG or raw Image, camera QoS) and every joint
+feedback topic (JointState, feedback QoS). Frames are decoded and resized-with-pad to the model resolution on arrival;
+:class:`wp_policy.obs_sync.ObsSynchronizer` turns them into sets. Each set is published as ``/wp/obs/<view>``
+(Image rgb8) plus ``/wp/obs/proprio`` (JointState, physical units, proprio names), all with the SAME header.stamp.
+Stale or missing inputs produce no set and an ERROR/WARN on /diagnostics; malformed messages (corrupt JPEG, NaN,
+wrong length) are counted, reported and dropped, and the node carries on.
+
+    python -m wp_policy.ros.aggregator_node --ros-args -p robot_config:=r1lite -p sync_tolerance:=0.05
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from wp_policy.image_proc import ImageDecodeError, resize_with_pad
+from wp_policy.obs_sync import InvalidInput, ObsSynchronizer
+from wp_policy.robot_config import load_robot_config
+from wp_policy.ros.conversions import (
+    image_msg_to_rgb,
+    joint_state_position,
+    make_joint_state,
+    rgb_to_image_msg,
+    stamp_to_ns,
+)
+from wp_policy.ros.diagnostics import ERROR, OK, WARN, Diagnostics
+from wp_policy.ros.node_main import run_node
+from wp_policy.ros.qos import QOS_NAMES, qos_profile
+from wp_policy.ros.topics import OBS_QOS, PROPRIO_TOPIC, camera_topic, obs_topic
+
+PARAMS = {  # name: (default, description)
+    "robot_config": ("r1lite", "robot config name (configs/robots/<name>.yaml) or path to a robot YAML"),
+    "sync_tolerance": (0.05, "max |stamp difference| (s) between the views and the proprio sample of one set"),
+    "input_timeout": (0.5, "an input not received for this long (s, node clock) is stale: no sets are published"),
+    "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
+    "image_size": (0, "model resolution (square, pixels); 0 = the robot config's image_size"),
+    "input_qos": ("", "QoS profile name for the camera/feedback subscriptions; empty = the robot config's. "
+                      "Lock-step bag replay needs 'reliable' (best-effort, keep-last-1 inputs drop within a step)"),
+}
+_POSITIVE = ("sync_tolerance", "input_timeout", "diagnostics_period")
+_READ_ONLY = ("robot_config", "image_size", "diagnostics_period", "input_qos")
+
+
+class AggregatorNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("aggregator", **kwargs)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for name, (default, description) in PARAMS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description,
+                                                                      read_only=name in _READ_ONLY))
+        p = {name: self.get_parameter(name).value for name in PARAMS}
+        self.robot = load_robot_config(p["robot_config"])
+        self.size = p["image_size"] or self.robot.image_size
+        self.input_qos = p["input_qos"]
+        self.sync = ObsSynchronizer.from_robot(self.robot, p["sync_tolerance"], p["input_timeout"])
+        self.diag = Diagnostics(self, p["diagnostics_period"], self._status)
+        self.diag.extra.append(lambda: {"count.time_jumps": self.sync.time_jumps})
+        self._last_rejection = ""
+        self._rejections_in_window = 0
+        obs_qos = qos_profile(OBS_QOS)
+        self.image_pubs = {v: self.create_publisher(Image, obs_topic(v), obs_qos) for v in self.robot.camera_views}
+        self.proprio_pub = self.create_publisher(JointState, PROPRIO_TOPIC, obs_qos)
+        self._subscribe()
+        self.get_logger().info(
+            f"{self.robot.robot_type}: {len(self.robot.cameras)} cameras, {len(self.robot.ros.feedback)} feedback "
+            f"topics -> /wp/obs/* at {self.size}x{self.size}"
+        )
+
+    def _subscribe(self) -> None:
+        cam_qos = qos_profile(self.input_qos or self.robot.ros.camera_qos)
+        for cam in self.robot.cameras:
+            msg_type = CompressedImage if cam.encoding == "jpeg" else Image
+            self.create_subscription(msg_type, camera_topic(cam), partial(self._on_image, cam.view), cam_qos)
+        fb_qos = qos_profile(self.input_qos or self.robot.ros.feedback_qos)
+        for fb in self.robot.ros.feedback:
+            self.create_subscription(JointState, fb.topic, partial(self._on_feedback, fb.topic), fb_qos)
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_image(self, view: str, msg: Image | CompressedImage) -> None:
+        t0 = time.monotonic()
+        try:
+            rgb = resize_with_pad(image_msg_to_rgb(msg), self.size, self.size)
+        except ImageDecodeError as exc:
+            self._reject(view, exc)
+            return
+        self.diag.latency("decode", time.monotonic() - t0)
+        self.diag.event(f"in.{view}")
+        self.sync.add_image(view, stamp_to_ns(msg.header.stamp), rgb, self._now())
+        self._publish_if_complete()
+
+    def _on_feedback(self, topic: str, msg: JointState) -> None:
+        try:
+            self.sync.add_feedback(topic, stamp_to_ns(msg.header.stamp), joint_state_position(msg), self._now())
+        except InvalidInput as exc:
+            self._reject(topic, exc)
+            return
+        self.diag.event(f"in.{topic}")
+        self._publish_if_complete()
+
+    def _publish_if_complete(self) -> None:
+        now = self._now()
+        obs = self.sync.try_assemble(now)
+        if obs is None:
+            return
+        for view, rgb in obs.images.items():
+            self.image_pubs[view].publish(rgb_to_image_msg(rgb, obs.stamp_ns))
+        self.proprio_pub.publish(make_joint_state(self.robot.proprio.names, obs.proprio, obs.stamp_ns))
+        self.diag.count("sets")
+        self.diag.event("sets")
+        self.diag.latency("frame_to_set", now - obs.received)
+
+    def _reject(self, source: str, exc: Exception) -> None:
+        self._rejections_in_window += 1
+        self._last_rejection = f"{source}: {exc}"
+        self.diag.count(f"rejected.{source}")
+        self.get_logger().warning(f"rejected message on {source}: {exc}", throttle_duration_sec=1.0)
+        self.diag.alert()  # report the fault at once, not up to one period later
+
+    def _status(self) -> tuple[bytes, str]:
+        sync = self.sync.status(self._now())
+        rejected, self._rejections_in_window = self._rejections_in_window, 0
+        if sync.stale:
+            return ERROR, f"no observation sets: {sync.message()}"
+        if sync.missing:
+            return WARN, f"no observation sets: {sync.message()}"
+        if rejected:
+            return WARN, f"rejected {rejected} malformed message(s); last: {self._last_rejection}"
+        return OK, sync.message()
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for p in params:
+            if p.name in _POSITIVE and not (isinstance(p.value, (int, float)) and p.value > 0):
+                return SetParametersResult(successful=False, reason=f"{p.name} must be > 0, got {p.value!r}")
+            if p.name == "image_size" and not (isinstance(p.value, int) and p.value >= 0):
+                return SetParametersResult(successful=False, reason=f"image_size must be >= 0, got {p.value!r}")
+            if p.name == "input_qos" and p.value not in ("", *QOS_NAMES):
+                return SetParametersResult(successful=False, reason=f"input_qos {p.value!r} is not one of {QOS_NAMES}")
+        if hasattr(self, "sync"):  # live changes after start-up
+            values = {p.name: p.value for p in params}
+            self.sync.configure(values.get("sync_tolerance", self.sync.tolerance),
+                                values.get("input_timeout", self.sync.timeout))
+        return SetParametersResult(successful=True)
+
+
+def main(args=None):
+    run_node(AggregatorNode, args, name="aggregator")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""ROS messages <-> numpy, in one place. Stamps travel as integer nanoseconds so they round-trip exactly.
+
+Malformed messages raise :class:`wp_policy.obs_sync.InvalidInput` (JointState / JointTrajectory) or
+:class:`wp_policy.image_proc.ImageDecodeError` (images), so nodes can count and drop them without dying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from wp_policy.command_map import CommandPayload
+from wp_policy.image_proc import decode_jpeg, decode_raw
+from wp_policy.obs_sync import InvalidInput
+
+_NS = 1_000_000_000
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    return int(stamp.sec) * _NS + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    ns = int(ns)
+    if ns < 0:
+        raise ValueError(f"a ROS time cannot be negative, got {ns} ns")
+    return Time(sec=ns // _NS, nanosec=ns % _NS)
+
+
+def duration_to_sec(d: Duration) -> float:
+    return int(d.sec) + int(d.nanosec) * 1e-9
+
+
+def sec_to_duration(seconds: float) -> Duration:
+    ns = int(round(float(seconds) * _NS))
+    if ns < 0:
+        raise ValueError(f"a duration cannot be negative, got {seconds} s")
+    return Duration(sec=ns // _NS, nanosec=ns % _NS)
+
+
+def clock_msg(ns: int) -> Clock:
+    return Clock(clock=ns_to_stamp(ns))
+
+
+def image_msg_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
+    """Image (rgb8/bgr8/rgba8/bgra8/mono8) or CompressedImage (JPEG/PNG) -> ``uint8 [H, W, 3]`` RGB."""
+    if isinstance(msg, CompressedImage):
+        return decode_jpeg(msg.data)
+    return decode_raw(msg.data, msg.height, msg.width, msg.encoding, msg.step)
+
+
+def rgb_to_image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "") -> Image:
+    """``uint8 [H, W, 3]`` -> sensor_msgs/Image rgb8."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected uint8 [H, W, 3], got shape {rgb.shape}")
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0, step=rgb.shape[1] * 3)
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.data = rgb.tobytes()
+    return msg
+
+
+def joint_state_position(msg: JointState) -> np.ndarray:
+    """``msg.position`` as float64 [n]; names (when given) must match it in length. Finiteness is the caller's."""
+    pos = np.asarray(msg.position, dtype=np.float64)
+    if msg.name and len(msg.name) != pos.size:
+        raise InvalidInput(f"JointState has {len(msg.name)} names but {pos.size} positions")
+    return pos
+
+
+def make_joint_state(
+    names: Sequence[str], position: Sequence[float], stamp_ns: int, velocity: Sequence[float] = ()
+) -> JointState:
+    msg = JointState(name=list(names), position=[float(v) for v in position], velocity=[float(v) for v in velocity])
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    return msg
+
+
+def payload_to_joint_state(payload: CommandPayload, stamp_ns: int) -> JointState:
+    """A robot command (see wp_policy.command_map) as the JointState its topic expects."""
+    return make_joint_state(payload.names, payload.position, stamp_ns, payload.velocity)
+
+
+def make_trajectory(
+    names: Sequence[str], positions: np.ndarray, times_from_start: Sequence[float], stamp_ns: int
+) -> JointTrajectory:
+    """``positions`` float [N, D] with ``times_from_start`` [N] seconds -> JointTrajectory (header = ``stamp_ns``)."""
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != len(names) or pos.shape[0] != len(times_from_start):
+        raise ValueError(f"positions {pos.shape} must be [N={len(times_from_start)}, D={len(names)}]")
+    msg = JointTrajectory(joint_names=list(names))
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.points = [
+        JointTrajectoryPoint(positions=row.tolist(), time_from_start=sec_to_duration(t))
+        for row, t in zip(pos, times_from_start)
+    ]
+    return msg
+
+
+def trajectory_arrays(msg: JointTrajectory) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """JointTrajectory -> (joint names, positions float64 [N, D], times_from_start float64 [N] seconds)."""
+    names = tuple(msg.joint_names)
+    rows = [np.asarray(p.positions, dtype=np.float64) for p in msg.points]
+    bad = [i for i, r in enumerate(rows) if r.size != len(names)]
+    if bad:
+        raise InvalidInput(f"trajectory points {bad} do not have {len(names)} positions (one per joint name)")
+    pos = np.stack(rows) if rows else np.zeros((0, len(names)))
+    if not np.all(np.isfinite(pos)):
+        raise InvalidInput("trajectory has non-finite positions")
+    times = np.array([duration_to_sec(p.time_from_start) for p in msg.points], dtype=np.float64)
+    return names, pos, times

@@ -1,0 +1,44 @@
+"""Build a ROS 2 LaunchDescription from a graph in ``wp_policy.graph`` (what ``launch/*.launch.py`` call).
+
+Every graph argument is declared first (default + description). The nodes are created at launch time by an
+OpaqueFunction that hands the argument values to :func:`wp_policy.graph.resolve_graph`, the same function
+``wp-launch`` uses, so both launchers start the same nodes with the same parameters files, parameters and remaps.
+Needs the ``launch`` and ``launch_ros`` packages of a ROS 2 install.
+"""
+
+from __future__ import annotations
+
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from wp_policy.graph import GraphSpec, get_graph, resolve_graph
+
+PACKAGE = "wp_policy"
+
+
+def graph_launch_description(graph_name: str) -> LaunchDescription:
+    graph = get_graph(graph_name)
+    declared = []
+    for arg in graph.arguments:
+        kwargs = {"choices": list(arg.choices)} if arg.choices else {}
+        declared.append(DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description,
+                                              **kwargs))
+    return LaunchDescription([*declared, OpaqueFunction(function=_launch_nodes, args=[graph])])
+
+
+def _launch_nodes(context: LaunchContext, graph: GraphSpec) -> list[Node]:
+    values = {arg.name: LaunchConfiguration(arg.name).perform(context) for arg in graph.arguments}
+    return [
+        Node(
+            package=PACKAGE,
+            executable=node.executable,
+            name=node.name,
+            output="screen",
+            emulate_tty=True,
+            parameters=[*(str(f) for f in node.params_files), dict(node.parameters)],
+            remappings=list(node.remaps),
+        )
+        for node in resolve_graph(graph, values)
+    ]

@@ -1,0 +1,193 @@
+"""wp-launch: run a graph from ``wp_policy.graph`` on a pip install, one process per node (no ``launch`` needed).
+
+Each node runs as ``python -m <module> --ros-args -r __node:=<name> --params-file <graph yaml> --params-file
+<argument overrides>``, i.e. exactly the nodes, parameters and remappings ``ros2 launch`` would start. Output lines
+are prefixed with ``[node]``. Ctrl-C / SIGTERM stop every node (SIGINT, then SIGTERM, then SIGKILL after a grace
+period) and exit 0. If a node exits on its own, the supervisor names it, stops the others and exits 1.
+
+    wp-launch r1lite vlm_checkpoint:=ckpt/vlm ae_checkpoint:=ckpt/ae stats:=ckpt/stats.json tokenizer:=tok.model
+    wp-launch r1lite --nodes aggregator use_sim_time:=true      # just the aggregator, following /clock
+    wp-launch libero_sim --show-args
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from wp_policy.graph import GRAPHS, ResolvedNode, get_graph, parse_launch_args, resolve_graph
+
+POLL_S = 0.05
+
+
+def node_command(node: ResolvedNode, overrides_file: Path, python: str = sys.executable) -> list[str]:
+    """The command line that starts ``node`` (module form, so no install step is needed)."""
+    cmd = [python, "-m", node.module, "--ros-args", "-r", f"__node:={node.name}"]
+    for f in node.params_files:
+        cmd += ["--params-file", str(f)]
+    cmd += ["--params-file", str(overrides_file)]
+    for src, dst in node.remaps:
+        cmd += ["-r", f"{src}:={dst}"]
+    return cmd
+
+
+def write_overrides(node: ResolvedNode, directory: Path) -> Path:
+    """The argument-derived parameters as a params YAML keyed by node name (typed, unlike ``-p name:=value``)."""
+    path = directory / f"{node.name}.overrides.yaml"
+    path.write_text(yaml.safe_dump({node.name: {"ros__parameters": dict(node.parameters)}}, sort_keys=True))
+    return path
+
+
+def _die_with_parent() -> None:
+    """Linux: a child gets SIGTERM if the supervisor dies without cleaning up (e.g. SIGKILL)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Supervisor:
+    """Starts resolved nodes, relays their output, and tears everything down on request or on a node's death."""
+
+    def __init__(self, nodes: Sequence[ResolvedNode], grace_s: float = 5.0, out: TextIO = sys.stdout):
+        if not nodes:
+            raise ValueError("no nodes to start")
+        self.nodes = list(nodes)
+        self.grace_s = grace_s
+        self.out = out
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._stop = threading.Event()
+        self._readers: list[threading.Thread] = []
+        self._out_lock = threading.Lock()
+        self._tmp = Path(tempfile.mkdtemp(prefix="wp-launch-"))
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for node in self.nodes:
+            cmd = node_command(node, write_overrides(node, self._tmp))
+            self.procs[node.name] = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+            self._print(f"[wp-launch] started {node.name} (pid {self.procs[node.name].pid}): {' '.join(cmd)}")
+        for name, proc in self.procs.items():  # after all forks: preexec_fn is not safe once threads exist
+            t = threading.Thread(target=self._relay, args=(name, proc), daemon=True)
+            t.start()
+            self._readers.append(t)
+
+    def wait(self) -> int:
+        """Block until a stop request (-> 0) or until a node exits on its own (-> 1, after stopping the rest)."""
+        try:
+            while not self._stop.wait(POLL_S):
+                for name, proc in self.procs.items():
+                    code = proc.poll()
+                    if code is not None:
+                        self._print(f"[wp-launch] ERROR: node '{name}' (pid {proc.pid}) {_describe_exit(code)}; "
+                                    "stopping the graph")
+                        return 1
+            return 0
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """SIGINT every running node, then SIGTERM, then SIGKILL, each after the grace period."""
+        for sig, wait_s in ((signal.SIGINT, self.grace_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+            alive = [p for p in self.procs.values() if p.poll() is None]
+            if not alive:
+                break
+            if sig != signal.SIGINT:
+                self._print(f"[wp-launch] {len(alive)} node(s) still running; sending {sig.name}")
+            for p in alive:
+                _signal_group(p, sig)
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+                time.sleep(POLL_S)
+        for t in self._readers:
+            t.join(timeout=2.0)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _relay(self, name: str, proc: subprocess.Popen) -> None:
+        for raw in iter(proc.stdout.readline, b""):
+            self._print(f"[{name}] {raw.decode(errors='replace').rstrip()}")
+        proc.stdout.close()
+
+    def _print(self, line: str) -> None:
+        with self._out_lock:
+            print(line, file=self.out, flush=True)
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the node and anything it started (its own session)
+    except ProcessLookupError:
+        pass
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wp-launch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("graph", choices=sorted(GRAPHS), help="graph to run (wp_policy.graph)")
+    parser.add_argument("arguments", nargs="*", metavar="name:=value", help="launch arguments (see --show-args)")
+    parser.add_argument("--nodes", default="", help="comma-separated subset of nodes to start (default: all)")
+    parser.add_argument("--show-args", action="store_true", help="list the graph's arguments and exit")
+    parser.add_argument("--print", dest="dry_run", action="store_true", help="print the node commands and exit")
+    parser.add_argument("--grace", type=float, default=5.0, help="seconds nodes get to exit after Ctrl-C")
+    return parser
+
+
+def _show_args(graph_name: str) -> None:
+    graph = get_graph(graph_name)
+    print(f"{graph.name}: {graph.description}\nnodes: {', '.join(n.name for n in graph.nodes)}\narguments:")
+    for a in graph.arguments:
+        choices = f" {{{', '.join(a.choices)}}}" if a.choices else ""
+        print(f"  {a.name}:={a.default!r} ({a.type}{choices})\n      {a.description}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)  # options may come before or after name:=value items
+    if args.show_args:
+        _show_args(args.graph)
+        return 0
+    try:
+        only = [n.strip() for n in args.nodes.split(",") if n.strip()] or None
+        nodes = resolve_graph(get_graph(args.graph), parse_launch_args(args.arguments), only)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"wp-launch: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for node in nodes:
+            print(" ".join(node_command(node, Path(f"<{node.name}.overrides.yaml>"))))
+            print(f"    overrides: {dict(node.parameters)}")
+        return 0
+    sup = Supervisor(nodes, grace_s=args.grace)
+    signal.signal(signal.SIGINT, sup.request_stop)
+    signal.signal(signal.SIGTERM, sup.request_stop)
+    sup.start()
+    return sup.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
