@@ -1,0 +1,86 @@
+"""``wp-data collect-sim``: a real (tiny) collection written as LIBERO-layout RLDS and read back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from wp_training.collect_sim import SUMMARY_FILE, CollectConfig, main
+from wp_training.rlds_io import RldsReader, read_rlds
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_collect_one_lift_demo_as_libero_rlds(tmp_path, capsys):
+    assert main(["--task", "robosuite:Lift", "--episodes", "1", "--out", str(tmp_path), "--seed", "3"]) == 0
+    reader = RldsReader(tmp_path / "sim_lift" / "1.0.0")
+    assert reader.num_episodes == 1
+    assert dict(reader.layout.image_shapes) == {"image": (256, 256, 3), "wrist_image": (256, 256, 3)}
+    assert dict(reader.layout.state_dims) == {"state": 8} and reader.layout.action_dim == 7
+    (ep,) = read_rlds(reader.dir)
+    n = len(ep["action"])
+    assert ep["language_instruction"] == "pick up the red cube" and ep["success"]
+    assert ep["observation"]["image"].shape == (n, 256, 256, 3) and ep["observation"]["state"].shape == (n, 8)
+    assert ep["file_path"] == "Lift_seed3"
+    assert set(np.unique(ep["action"][:, 6]).tolist()) == {-1.0, 1.0}
+    summary = json.loads((tmp_path / SUMMARY_FILE).read_text())
+    assert summary["tasks"]["Lift"]["successes"] == 1 and summary["tasks"]["Lift"]["steps_kept"] == n
+    assert "kept 1/1 attempts" in capsys.readouterr().out
+
+
+def test_collect_config_and_cli_errors(tmp_path, capsys):
+    with pytest.raises(ValueError, match="needs a robosuite stand-in"):
+        CollectConfig(env="libero:libero_object", episodes=1, out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="episodes must be positive"):
+        CollectConfig(env="robosuite:Lift", episodes=0, out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="max_attempts \\(1\\) must be >= episodes \\(2\\)"):
+        CollectConfig(env="robosuite:Lift", episodes=2, out_dir=str(tmp_path), max_attempts=1)
+    cfg = CollectConfig(env="robosuite:Lift,Stack", episodes=3, out_dir=str(tmp_path))
+    assert cfg.tasks == ("Lift", "Stack") and cfg.attempts_per_task == 16 and cfg.dataset_name == "sim_lift_stack"
+    assert main(["--task", "robosuite:Door", "--episodes", "1", "--out", str(tmp_path)]) == 2
+    assert "unknown robosuite target(s) ['Door']" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0 and "wp-data collect-sim" in capsys.readouterr().out
+
+
+class _Done:
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+def test_kept_episodes_are_the_first_successes_for_any_worker_count(monkeypatch, tmp_path):
+    """The scheduling alone (rollouts replaced by a rule: seeds divisible by 3 fail) keeps the same episodes."""
+    import contextlib
+
+    from wp_policy.robot_config import load_robot_config
+    from wp_training import collect_sim
+    from wp_training.scripted_expert import ExpertEpisode
+
+    submitted = []
+
+    def fake_episode(job):
+        task, seed = job
+        submitted.append(seed)
+        n = 3
+        return ExpertEpisode(task, seed, "pick up the red cube", seed % 3 != 0,
+                             {"primary": np.zeros((n, 4, 4, 3), np.uint8), "wrist": np.zeros((n, 4, 4, 3), np.uint8)},
+                             np.zeros((n, 8), np.float32), np.zeros((n, 7), np.float32), 0)
+
+    monkeypatch.setattr(collect_sim, "_submitter",
+                        lambda cfg: contextlib.nullcontext(lambda job: _Done(fake_episode(job))))
+    robot = load_robot_config("libero")
+    kept = {}
+    for workers in (1, 3):
+        submitted.clear()
+        cfg = CollectConfig(env="robosuite:Lift", episodes=4, out_dir=str(tmp_path), seed=0, workers=workers)
+        tally = {"Lift": collect_sim.TaskTally()}
+        kept[workers] = [ep["file_path"] for ep in collect_sim._kept_episodes(cfg, robot, tally)]
+        assert tally["Lift"].attempts == 6 and tally["Lift"].successes == 4
+        assert len(submitted) <= 6 + workers  # never more than `workers` attempts beyond the last one needed
+    assert kept[1] == kept[3] == ["Lift_seed1", "Lift_seed2", "Lift_seed4", "Lift_seed5"]

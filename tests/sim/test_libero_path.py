@@ -1,0 +1,112 @@
+"""The real LIBERO path without LIBERO's assets: config/asset checks, init-state files, env names, and the errors.
+
+Init-state files are real ``torch.save`` files in LIBERO's format (a pickled numpy array [N, 1 + nq + nv]); that they
+restore a scene is tested against the robosuite stand-in in test_robosuite_env.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from wp_policy.sim.base import SimUnavailableError
+from wp_policy.sim.libero_env import libero_config_file, load_init_states, require_libero, resolve_libero_paths
+from wp_policy.sim.registry import SimEnvConfig, available_env_names, make_env, parse_env_name
+
+LIBERO_INSTALLED = importlib.util.find_spec("libero") is not None
+
+
+def _libero_tree(root, skip=()):
+    for key in ("bddl_files", "init_states", "assets"):
+        if key not in skip:
+            (root / key).mkdir(parents=True)
+    config = root / "config.yaml"
+    config.write_text("".join(f"{k}: {root / k}\n" for k in ("bddl_files", "init_states", "assets", "datasets")))
+    return config
+
+
+@pytest.mark.skipif(LIBERO_INSTALLED, reason="the libero package is installed here")
+def test_missing_package_error_names_the_package_and_the_fallback():
+    with pytest.raises(SimUnavailableError, match="`libero` package is not installed.*robosuite:Lift"):
+        make_env("libero:libero_object")
+    with pytest.raises(SimUnavailableError, match="Lifelong-Robot-Learning/LIBERO"):
+        require_libero()
+
+
+def test_config_file_follows_libero_config_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("LIBERO_CONFIG_PATH", str(tmp_path))
+    assert libero_config_file() == tmp_path / "config.yaml"
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(SimUnavailableError, match=f"config file {tmp_path / 'nope.yaml'} not found.*LIBERO_CONFIG_PATH"):
+        resolve_libero_paths(tmp_path / "nope.yaml")
+
+
+def test_missing_assets_folder_is_named(tmp_path):
+    config = _libero_tree(tmp_path, skip=("assets",))
+    with pytest.raises(SimUnavailableError, match=f"assets folder {tmp_path / 'assets'} .*does not exist.*assets"):
+        resolve_libero_paths(config)
+
+
+def test_bad_configs_are_named(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("bddl_files: /x\n")
+    with pytest.raises(SimUnavailableError, match="lacks the key\\(s\\) \\['init_states', 'assets'\\]"):
+        resolve_libero_paths(config)
+    config.write_text("bddl_files: [unclosed\n")
+    with pytest.raises(SimUnavailableError, match="not valid YAML"):
+        resolve_libero_paths(config)
+
+
+def test_complete_config_resolves(tmp_path):
+    paths = resolve_libero_paths(_libero_tree(tmp_path))
+    assert paths.assets == tmp_path / "assets" and paths.init_states == tmp_path / "init_states"
+
+
+def test_init_states_load_from_a_torch_saved_file(tmp_path):
+    states = np.random.default_rng(0).normal(size=(5, 32))
+    torch.save(states, tmp_path / "task.pruned_init")  # LIBERO's format: a pickled numpy array
+    loaded = load_init_states(tmp_path / "task.pruned_init")
+    assert loaded.dtype == np.float64 and np.array_equal(loaded, states)
+    torch.save(torch.from_numpy(states), tmp_path / "tensor.pruned_init")
+    assert np.array_equal(load_init_states(tmp_path / "tensor.pruned_init"), states)
+
+
+def test_bad_init_state_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pruned_init"):
+        load_init_states(tmp_path / "missing.pruned_init")
+    torch.save(np.zeros(32), tmp_path / "flat.pruned_init")
+    with pytest.raises(ValueError, match="\\[N, state_dim\\].*\\(32,\\)"):
+        load_init_states(tmp_path / "flat.pruned_init")
+    torch.save(np.full((2, 32), np.nan), tmp_path / "nan.pruned_init")
+    with pytest.raises(ValueError, match="NaN"):
+        load_init_states(tmp_path / "nan.pruned_init")
+    torch.save({"not": "states"}, tmp_path / "dict.pruned_init")
+    with pytest.raises(ValueError, match="numeric array"):
+        load_init_states(tmp_path / "dict.pruned_init")
+
+
+def test_env_names():
+    assert parse_env_name("robosuite:Lift,Stack") == ("robosuite", ("Lift", "Stack"))
+    assert parse_env_name("libero:libero_goal") == ("libero", ("libero_goal",))
+    assert "libero:libero_90" in available_env_names() and "robosuite:Stack" in available_env_names()
+    with pytest.raises(ValueError, match="'<backend>:<task or suite>'"):
+        parse_env_name("gym:Lift")
+    with pytest.raises(ValueError, match="unknown robosuite target\\(s\\) \\['Door'\\]"):
+        parse_env_name("robosuite:Door")
+    with pytest.raises(ValueError, match="exactly one suite"):
+        parse_env_name("libero:libero_goal,libero_10")
+    with pytest.raises(ValueError, match="names no task"):
+        parse_env_name("robosuite:")
+
+
+def test_sim_env_config_validation():
+    assert SimEnvConfig().env == "robosuite:Lift" and SimEnvConfig().image_size == 256
+    with pytest.raises(ValueError, match="always renders"):
+        SimEnvConfig(env="libero:libero_object", render=False)
+    with pytest.raises(ValueError, match="image_size must be positive"):
+        SimEnvConfig(image_size=0)

@@ -1,0 +1,97 @@
+"""Scripted experts: they solve Lift and Stack, act in LIBERO's action convention, and are seeded."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from wp_training.scripted_expert import (
+    ExpertParams,
+    _rotvec,
+    _rot_z,
+    _wrap_quarter,
+    make_expert,
+    run_expert_episode,
+)
+
+
+def _check_actions(ep):
+    a = ep.actions
+    assert a.dtype == np.float32 and a.shape == (ep.num_steps, 7) and np.all(np.isfinite(a))
+    assert np.all(np.abs(a) <= 1.0)
+    assert set(np.unique(a[:, 6]).tolist()) == {-1.0, 1.0}
+    assert a[0, 6] == -1.0  # starts open (LIBERO: -1 opens)
+    assert ep.states.shape == (ep.num_steps, 8) and ep.states.dtype == np.float32
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_lift_expert_succeeds_and_closes_with_plus_one(state_env):
+    ep = run_expert_episode(state_env, "Lift", seed=0)
+    assert ep.success and ep.num_steps < state_env.task("Lift").max_steps
+    _check_actions(ep)
+    closing = np.nonzero(ep.actions[:, 6] == 1.0)[0]
+    after = ep.states[closing[0] + 8:, 6] - ep.states[closing[0] + 8:, 7]
+    assert np.all(after < ep.states[0, 6] - ep.states[0, 7])  # +1 has closed the fingers on the cube
+    assert ep.states[-1, 2] > ep.states[closing[0], 2] + 0.01  # and the hand went up afterwards
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_stack_expert_succeeds_and_releases(state_env):
+    ep = run_expert_episode(state_env, "Stack", seed=0)
+    assert ep.success
+    _check_actions(ep)
+    grip = ep.actions[:, 6]
+    changes = np.nonzero(np.diff(grip))[0]
+    assert len(changes) >= 2 and grip[-1] == -1.0  # open -> close (pick) -> open (place)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_episodes_are_a_function_of_the_seed(state_env):
+    a = run_expert_episode(state_env, "Lift", seed=7, max_steps=30)
+    b = run_expert_episode(state_env, "Lift", seed=7, max_steps=30)
+    c = run_expert_episode(state_env, "Lift", seed=8, max_steps=30)
+    assert np.array_equal(a.actions, b.actions) and np.array_equal(a.states, b.states)
+    assert not np.allclose(a.actions, c.actions)
+
+
+def test_params_vary_per_episode_and_are_validated():
+    p0 = ExpertParams.sample(np.random.default_rng(0))
+    p1 = ExpertParams.sample(np.random.default_rng(1))
+    assert p0 != p1 and p0 == ExpertParams.sample(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="max_speed must be in \\(0, 1\\]"):
+        ExpertParams(**{**p0.__dict__, "max_speed": 1.5})
+    with pytest.raises(ValueError, match="smoothing"):
+        ExpertParams(**{**p0.__dict__, "smoothing": 1.0})
+    with pytest.raises(ValueError, match="no scripted expert for task 'Door'"):
+        make_expert("Door", np.random.default_rng(0))
+
+
+def test_rotation_helpers():
+    assert np.allclose(_rotvec(_rot_z(0.4)), [0, 0, 0.4])
+    assert np.allclose(_rotvec(np.eye(3)), 0.0)
+    flip = np.diag([1.0, -1.0, -1.0])  # pi about x
+    assert np.allclose(np.abs(_rotvec(flip)), [math.pi, 0, 0])
+    assert math.isclose(_wrap_quarter(math.pi / 2 + 0.1), 0.1)
+    assert math.isclose(_wrap_quarter(-0.3), -0.3)
+
+
+def test_a_dropped_cube_sends_the_expert_back_to_grasp():
+    expert = make_expert("Lift", np.random.default_rng(0))
+    down = np.array([1.0, 0.0, 0.0, 0.0])  # xyzw: pointing down
+    priv = {"robot0_eef_pos": np.array([0.0, 0.0, 0.83]), "robot0_eef_quat": down,
+            "cube_pos": np.array([0.0, 0.0, 0.82]), "cube_quat": np.array([0.0, 0.0, 0.0, 1.0])}
+    priv["robot0_eef_pos"] = expert._grasp_point(priv["cube_pos"])
+    expert.phase_index = [name for name, _ in expert.phases()].index("descend")
+    expert.act(priv)  # at the grasp point: descend finishes, closing starts
+    assert expert.phase == "close"
+    for _ in range(expert.params.close_steps + 1):
+        action = expert.act(priv)
+    assert expert.phase == "lift" and action[6] == 1.0
+    priv["cube_pos"] = np.array([0.1, 0.0, 0.82])  # the cube stayed behind
+    action = expert.act(priv)
+    assert expert.phase == "approach" and expert.regrasps == 1 and action[6] == -1.0
