@@ -22,3 +22,15 @@ def libero_config():
 @pytest.fixture(scope="session")
 def r1lite_config():
     return load_robot_config("r1lite")
+
+
+@pytest.fixture(scope="session")
+def rclpy_context():
+    """One default rclpy context for the whole session (rclpy allows a single init): every ROS test folder shares it.
+
+    The ROS folders' conftests set ROS_DOMAIN_ID and localhost discovery at import, before this ever runs."""
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()

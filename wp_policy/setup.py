@@ -29,7 +29,8 @@ setup(
         *tree("configs", f"share/{PACKAGE}/configs"),
     ],
     python_requires=">=3.10",
-    install_requires=["numpy", "pyyaml", "safetensors", "sentencepiece", "opencv-python-headless", "rosbags", "tqdm"],
+    install_requires=["numpy", "pyyaml", "safetensors", "sentencepiece", "opencv-python-headless", "rosbags", "tqdm",
+                      "torch", "transformers>=5,<6"],
     zip_safe=True,
     maintainer="wp-vla maintainers",
     maintainer_email="maintainers@wp-vla.dev",
@@ -40,6 +41,9 @@ setup(
             "wp-launch = wp_policy.supervisor:main",
             "wp-bag = wp_policy.ros.bag_cli:main",
             "wp_aggregator = wp_policy.ros.aggregator_node:main",
+            "wp_planner = wp_policy.ros.planner_node:main",
+            "wp_filler = wp_policy.ros.filler_node:main",
+            "wp-stop = wp_policy.ros.stop_cli:main",
         ]
     },
 )

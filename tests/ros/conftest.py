@@ -16,14 +16,6 @@ os.environ["ROS_DOMAIN_ID"] = str(20 + os.getpid() % 200)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 
-@pytest.fixture(scope="session")
-def rclpy_context():
-    import rclpy
-
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
 
 @pytest.fixture(scope="session")
 def r1lite_bag(tmp_path_factory, r1lite_config):

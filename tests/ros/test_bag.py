@@ -50,7 +50,7 @@ def test_record_then_replay_round_trip(rclpy_context, tmp_path):
     listener.create_subscription(String, "/wp/instruction", lambda m: listener._store("/wp/instruction", m), LATCHED)
     replay = wp_bag("replay", str(out), "--rate", "4")
     assert replay.wait(30) == 0, replay.output
-    wait_for(lambda: len(listener.get("/test/joints")) == 20, 5, "replayed messages")
+    wait_for(lambda: len(listener.get("/test/joints")) == 20, 15, "replayed messages")
     assert [list(m.position) for m in listener.get("/test/joints")] == [list(m.position) for m in sent]
     assert [m.data for m in listener.get("/wp/instruction")] == ["pick up the cup"]
     listener.close()

@@ -6,7 +6,8 @@ here and start exactly the nodes, parameters files, parameters and remappings it
 
 Format: a :class:`GraphSpec` has launch arguments (name, default, description, type) and nodes. A :class:`GraphNode`
 names its ROS node, its installed executable (console script, ``lib/wp_policy/<executable>``), the module that
-``python -m`` runs, which node parameters take which argument's value (``arg_params``) and its remappings. Every node
+``python -m`` runs, which node parameters take which argument's value (``arg_params``), its remappings, and whether
+its exit ends the run (``ends_graph``: a simulation bridge that runs a finite episode list). Every node
 also reads the graph's params YAML (argument ``params_file``; relative paths resolve in the wp_policy configs dir,
 keyed by node name under ``ros__parameters``) and gets the graph-wide ``common_params`` (robot config, sim time).
 Arguments override the YAML. Adding a node is adding a GraphNode entry; no launcher changes.
@@ -49,6 +50,7 @@ class GraphNode:
     module: str  # module with main(), run as ``python -m`` (wp-launch)
     arg_params: Mapping[str, str] = field(default_factory=dict)  # node parameter -> graph argument
     remaps: tuple[tuple[str, str], ...] = ()
+    ends_graph: bool = False  # the run is over when this node exits (exit 0: success; e.g. a finite episode list)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class ResolvedNode:
     params_files: tuple[Path, ...]
     parameters: Mapping[str, Any]  # typed values, applied after the params files
     remaps: tuple[tuple[str, str], ...]
+    ends_graph: bool = False
 
 
 def convert_argument(arg: GraphArgument, value: str) -> Any:
@@ -151,6 +154,7 @@ def resolve_graph(graph: GraphSpec, values: Mapping[str, str], only: list[str] |
             params_files=(params_file,),
             parameters={p: typed[a] for p, a in {**graph.common_params, **n.arg_params}.items()},
             remaps=n.remaps,
+            ends_graph=n.ends_graph,
         )
         for n in nodes
     ]
@@ -179,11 +183,14 @@ PLANNER = GraphNode(
 FILLER = GraphNode(
     "filler", "wp_filler", "wp_policy.ros.filler_node",
     arg_params={"checkpoint": "ae_checkpoint", "stats": "stats", "tokenizer": "tokenizer",
-                "replan_mode": "replan_mode", "device": "device"},
+                "instruction": "instruction", "replan_mode": "replan_mode", "device": "device",
+                "clock_mode": "clock_mode"},
 )
 LIBERO_BRIDGE = GraphNode(
     "libero_bridge", "wp_libero_bridge", "wp_policy.ros.libero_bridge_node",
-    arg_params={"task_suite": "task_suite", "task_id": "task_id", "seed": "seed", "clock_mode": "clock_mode"},
+    arg_params={"env": "env", "task_id": "task_id", "trials": "trials", "seed": "seed", "max_steps": "max_steps",
+                "clock_mode": "clock_mode", "output_dir": "output_dir", "replan_mode": "replan_mode"},
+    ends_graph=True,  # it runs a finite list of episodes, writes the results and exits
 )
 COMMON_PARAMS = {"robot_config": "robot_config", "use_sim_time": "use_sim_time"}
 
@@ -194,6 +201,8 @@ R1LITE = GraphSpec(
         GraphArgument("robot_config", "r1lite", "robot config name (configs/robots/) or robot YAML path"),
         GraphArgument(PARAMS_FILE_ARG, "graphs/r1lite.yaml", "node parameters YAML (relative: wp_policy configs dir)"),
         *_model_args("cuda"),
+        GraphArgument("clock_mode", "wall", "filler: wall = a command per control tick; lockstep = one command per "
+                      "observation set (lock-step bag replay, with use_sim_time)", choices=("wall", "lockstep")),
         GraphArgument("use_sim_time", "false", "follow /clock (bag replay in lock-step) instead of the wall clock",
                       type="bool"),
     ),
@@ -209,9 +218,14 @@ LIBERO_SIM = GraphSpec(
         GraphArgument(PARAMS_FILE_ARG, "graphs/libero_sim.yaml",
                       "node parameters YAML (relative: wp_policy configs dir)"),
         *_model_args("cpu"),
-        GraphArgument("task_suite", "libero_object", "LIBERO suite (or robosuite stand-in) the bridge runs"),
-        GraphArgument("task_id", "0", "task index within the suite", type="int"),
-        GraphArgument("seed", "7", "simulation seed (LIBERO protocol: 7)", type="int"),
+        GraphArgument("env", "libero:libero_object", "simulation env (wp_policy.sim.registry name): "
+                      "libero:<suite> or a robosuite stand-in such as robosuite:Lift"),
+        GraphArgument("task_id", "0", "task index within the env (-1: every task)", type="int"),
+        GraphArgument("trials", "1", "episodes per task (LIBERO protocol: 50)", type="int"),
+        GraphArgument("seed", "7", "simulation seed (LIBERO protocol: 7; stand-ins: trial t resets with seed + t)",
+                      type="int"),
+        GraphArgument("max_steps", "0", "policy steps per episode (0: the task's budget)", type="int"),
+        GraphArgument("output_dir", "outputs/libero_sim", "where the bridge writes results.json and the videos"),
         GraphArgument("clock_mode", "lockstep", "lockstep: the sim waits for each command; wall: real-time",
                       choices=("lockstep", "wall")),
         GraphArgument("use_sim_time", "true", "follow the bridge's /clock (required for lock-step)", type="bool"),

@@ -3,7 +3,9 @@
 Each node runs as ``python -m <module> --ros-args -r __node:=<name> --params-file <graph yaml> --params-file
 <argument overrides>``, i.e. exactly the nodes, parameters and remappings ``ros2 launch`` would start. Output lines
 are prefixed with ``[node]``. Ctrl-C / SIGTERM stop every node (SIGINT, then SIGTERM, then SIGKILL after a grace
-period) and exit 0. If a node exits on its own, the supervisor names it, stops the others and exits 1.
+period) and exit 0. If a node exits on its own, the supervisor names it, stops the others and exits 1, unless it is
+the graph's ``ends_graph`` node (e.g. the LIBERO bridge after its last episode) exiting with 0: then the run is
+complete, the others are stopped and wp-launch exits 0 (a non-zero exit of that node still gives 1).
 
     wp-launch r1lite vlm_checkpoint:=ckpt/vlm ae_checkpoint:=ckpt/ae stats:=ckpt/stats.json tokenizer:=tok.model
     wp-launch r1lite --nodes aggregator use_sim_time:=true      # just the aggregator, following /clock
@@ -92,11 +94,16 @@ class Supervisor:
             self._readers.append(t)
 
     def wait(self) -> int:
-        """Block until a stop request (-> 0) or until a node exits on its own (-> 1, after stopping the rest)."""
+        """Block until a stop request (-> 0), the ``ends_graph`` node finishing with 0 (-> 0), or any other node
+        exit (-> 1); the remaining nodes are stopped in every case."""
+        ends = {n.name for n in self.nodes if n.ends_graph}
         try:
             while not self._stop.wait(POLL_S):
                 for name, proc in self.procs.items():
                     code = proc.poll()
+                    if code == 0 and name in ends:
+                        self._print(f"[wp-launch] node '{name}' finished (exit code 0); stopping the graph")
+                        return 0
                     if code is not None:
                         self._print(f"[wp-launch] ERROR: node '{name}' (pid {proc.pid}) {_describe_exit(code)}; "
                                     "stopping the graph")

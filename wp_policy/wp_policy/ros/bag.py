@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -179,7 +180,15 @@ class BagPlayer(Node):
             published, steps, timeouts = self._play_lockstep(msgs)
         else:
             published, steps, timeouts = self._play_timed(msgs), 0, 0
+        self._flush()
         return PlayResult(published, steps, timeouts, time.monotonic() - t0)
+
+    def _flush(self, timeout_s: float = 3.0) -> None:
+        """Wait until reliable readers acknowledged everything: a process that exits right after its last publish
+        otherwise takes the tail of the bag with it."""
+        for pub in self.pubs.values():
+            if pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE:
+                pub.wait_for_all_acked(Duration(seconds=timeout_s))
 
     def _start_clock(self) -> None:
         """Set /clock to the bag's start before any message, so sim-time nodes never see the jump from 0 mid-step."""

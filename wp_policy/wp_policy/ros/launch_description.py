@@ -3,13 +3,14 @@
 Every graph argument is declared first (default + description). The nodes are created at launch time by an
 OpaqueFunction that hands the argument values to :func:`wp_policy.graph.resolve_graph`, the same function
 ``wp-launch`` uses, so both launchers start the same nodes with the same parameters files, parameters and remaps.
+A node marked ``ends_graph`` shuts the launch down when it exits (as wp-launch does).
 Needs the ``launch`` and ``launch_ros`` packages of a ROS 2 install.
 """
 
 from __future__ import annotations
 
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -39,6 +40,7 @@ def _launch_nodes(context: LaunchContext, graph: GraphSpec) -> list[Node]:
             emulate_tty=True,
             parameters=[*(str(f) for f in node.params_files), dict(node.parameters)],
             remappings=list(node.remaps),
+            **({"on_exit": Shutdown(reason=f"{node.name} finished")} if node.ends_graph else {}),
         )
         for node in resolve_graph(graph, values)
     ]

@@ -15,6 +15,7 @@ REPLAN_TOPIC = "/wp/replan"
 ACTION_CHUNK_TOPIC = "/wp/action_chunk"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 CLOCK_TOPIC = "/clock"
+HOLD_FRAME_PREFIX = "hold:"  # header.frame_id of a filler hold command: "hold:<reason>" (e.g. hold:stopped)
 RAW_PREFIX = "/wp/raw"  # camera topics of robots whose config leaves ``topic`` empty (simulation bridge)
 
 # topic -> named QoS profile (wp_policy.ros.qos); obs views use OBS_QOS

@@ -43,6 +43,6 @@ class Plan:
         ticks = np.rint(np.asarray(times, dtype=np.float64) / control_period).astype(np.int64)
         durations = np.diff(np.concatenate([[0], ticks]))
         if np.any(durations < 0):
-            raise ValueError(f"time_from_start must not decrease, got {list(times)}")
+            raise ValueError(f"time_from_start must not decrease, got {[float(t) for t in times]}")
         proprio = np.asarray(proprio, dtype=np.float64)
         return cls(tuple(Waypoint(p, int(d)) for p, d in zip(proprio, durations)), stamp_ns)

@@ -1,21 +1,37 @@
 """WaypointRunner: turns plans into one execution-space action per control tick.
 
-The same state machine runs in the direct sim loop (plans computed synchronously) and inside the filler node
-(plans arrive on /wp/waypoints): :meth:`step` returns an action, or ``None`` when it needs a plan first. Pair i is
-filled between waypoint i-1 and waypoint i; the first pair of a plan starts at the measured proprio. The first d_i
-actions of each chunk run; d_i = 0 stops.
+The same state machine runs in the direct sim loop (plans and fills computed synchronously) and inside the filler
+node (plans arrive on /wp/waypoints, fills run on a worker thread): :meth:`step` returns an action, or ``None`` when
+it has none for this tick (a plan is needed, a fill is still running, or it stopped). Pair i is filled between
+waypoint i-1 and waypoint i; the first pair of a fresh plan starts at the measured proprio. The first d_i actions of
+each chunk run; a waypoint with d = 0 stops once the pairs before it ran.
+
+``fill`` may return the actions or a pending result (anything with ``done()`` / ``result()``, e.g. a
+``concurrent.futures.Future``); :meth:`step` returns ``None`` while the fill of the pair that must start is pending,
+and calling it again for the same tick is harmless, so a lock-step caller can wait and retry.
+
+Which observation fills which pair is fixed by the tick schedule, never by when a result arrives: after_last fills
+a pair with the observation of the tick it starts on; lookahead fills a pair with the observation of the first tick
+that has it next in the queue (or due within ``fill_lead_ticks``) behind a running pair. A caller that loads every requested plan before its next tick
+(the direct loop, lock-step simulation) therefore gets the same actions on every run.
 
 Replan modes:
-- ``after_last`` (the seed): ask for a new plan when the last pair of the current plan has been executed.
-- ``lookahead``: fill the next pair as soon as the current one starts, and ask for the next plan when the last pair
-  of a plan starts, so inference overlaps execution and the command stream does not starve.
+- ``after_last`` (the seed): ask for a plan once the last pair of the current plan has run (:attr:`needs_plan`); a
+  new plan replaces whatever is left.
+- ``lookahead``: fill the next pair while the current one runs (and any later pair due to start within
+  ``fill_lead_ticks``, so short pairs do not outrun the AE), and ask for the next plan early
+  (:attr:`wants_early_plan`): when the last pair starts, or sooner once at most ``lead_ticks`` actions are queued,
+  so the plan and its first chunk can be computed before the queue runs dry. The plan that answers
+  (:meth:`request_plan`, then :meth:`load_plan`) is appended after the queued pairs on the plan's own clock: its
+  waypoints are due ``d_1 + .. + d_i`` ticks after the observation it was planned from, so waypoints due before the
+  queue ends are dropped and the first kept one is reached from the queue's last waypoint in the ticks that remain.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, Protocol
 
 import numpy as np
 
@@ -23,109 +39,199 @@ from wp_policy.obs_sync import ObsSet
 from wp_policy.runtime.plan import Plan, Waypoint
 
 ReplanMode = Literal["after_last", "lookahead"]
-FillFn = Callable[[ObsSet, np.ndarray, np.ndarray, int], np.ndarray]  # (obs, start, end, duration) -> [d, A]
+REPLAN_MODES = ("after_last", "lookahead")
+
+
+class PendingFill(Protocol):
+    def done(self) -> bool: ...
+
+    def result(self) -> np.ndarray: ...
+
+
+FillResult = np.ndarray | PendingFill
+FillFn = Callable[[ObsSet, np.ndarray, np.ndarray, int], FillResult]  # (obs, start, end, duration) -> [>= d, A]
 
 
 @dataclass
 class _Pair:
-    start: np.ndarray | None  # None: start at the measured proprio when the pair is filled
-    end: Waypoint
+    start: np.ndarray | None  # None: start at the measured proprio of the fill observation
+    end: Waypoint  # duration 0: the model's stop marker
+    fill: FillResult | None = None
+    stamp_ns: int = -1  # stamp of the observation it was filled with
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The chunk of the pair that just started: ``actions`` float64 [d, A] execution space."""
+
+    actions: np.ndarray
+    end: np.ndarray  # the pair's end waypoint (physical proprio)
+    stamp_ns: int  # observation it was filled with
 
 
 class WaypointRunner:
-    def __init__(self, fill: FillFn, replan_mode: ReplanMode = "after_last"):
-        if replan_mode not in ("after_last", "lookahead"):
+    def __init__(self, fill: FillFn, replan_mode: ReplanMode = "after_last", lead_ticks: int = 0,
+                 fill_lead_ticks: int = 0):
+        if replan_mode not in REPLAN_MODES:
             raise ValueError(f"replan_mode must be 'after_last' or 'lookahead', got {replan_mode!r}")
+        if lead_ticks < 0 or fill_lead_ticks < 0:
+            raise ValueError(f"lead_ticks ({lead_ticks}) and fill_lead_ticks ({fill_lead_ticks}) must be >= 0")
         self._fill, self.mode = fill, replan_mode
-        self._pairs: deque[_Pair] = deque()
-        self._actions: deque[np.ndarray] = deque()
-        self._prefilled: tuple[np.ndarray, np.ndarray] | None = None  # lookahead: (actions, end) of the next pair
-        self._running_end: np.ndarray | None = None  # end waypoint of the pair being executed
-        self._stop_pending = False  # a d = 0 waypoint was reached: stop once the queued actions ran
+        self.lead_ticks, self.fill_lead_ticks = int(lead_ticks), int(fill_lead_ticks)
+        self._queue: deque[_Pair] = deque()  # pairs not started yet (filled, pending or unfilled)
+        self._actions: deque[np.ndarray] = deque()  # what is left of the running pair
+        self._running_end: np.ndarray | None = None
+        self._request_remaining: int | None = None  # queued ticks when the early plan was requested
         self.stopped = False
         self.plan_requested = False  # lookahead: a plan was asked for early and has not arrived yet
         self.chunks_filled = 0
+        self.chunks_started = 0
+        self.last_chunk: Chunk | None = None
 
     # ---- plan input ------------------------------------------------------------------------------------------
-    def load_plan(self, plan: Plan) -> None:
-        """Queue a new plan; a stop plan stops at once.
+    def load_plan(self, plan: Plan, ticks_after_request: int = 0) -> None:
+        """Queue a new plan (see the module docstring); a stop plan stops at once.
 
-        after_last replaces whatever is left of the old plan. lookahead lets the pair being executed finish and
-        starts the new plan at that pair's end waypoint (the plan was requested early, while it ran).
+        ``ticks_after_request``: lookahead, how many ticks after the requesting tick the plan's observation was
+        taken (0 when the planner used the observation named in the request).
         """
-        self.plan_requested = False
         if plan.is_stop:
             self.stop()
             return
-        self.stopped = self._stop_pending = False
-        keep_running = self.mode == "lookahead" and bool(self._actions)
-        if not keep_running:
-            self._actions.clear()
-        self._prefilled = None
-        self._pairs.clear()
-        prev = self._running_end if keep_running else None
-        for wp in plan.waypoints:
-            self._pairs.append(_Pair(prev, wp))
-            if wp.duration == 0:
-                break
-            prev = wp.proprio
+        answers = self.mode == "lookahead" and self.plan_requested and (bool(self._actions) or bool(self._queue))
+        queued = self._request_remaining or 0
+        self.stopped = self.plan_requested = False
+        self._request_remaining = None
+        if answers:
+            self._append(plan.waypoints, self._queue_end(), max(0, queued - ticks_after_request))
+        else:
+            self._clear()
+            self._append(plan.waypoints, None, 0)
+
+    def request_plan(self) -> None:
+        """The caller asked for the next plan (lookahead: remembers how much work was queued at that tick)."""
+        self.plan_requested = True
+        self._request_remaining = self.remaining_ticks
 
     def stop(self) -> None:
         """Operator or model stop: drop every queued action; the caller holds position."""
-        self._pairs.clear()
-        self._actions.clear()
-        self._prefilled = None
-        self._stop_pending = False
+        self._clear()
         self.stopped = True
-        self.plan_requested = False
 
-    # ---- per tick --------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget everything (new episode or stale inputs): the next tick needs a fresh plan."""
+        self._clear()
+        self.stopped = False
+
+    def _clear(self) -> None:
+        self._queue.clear()
+        self._actions.clear()
+        self._running_end = None
+        self.plan_requested = False
+        self._request_remaining = None
+
+    def _queue_end(self) -> np.ndarray | None:
+        return self._queue[-1].end.proprio if self._queue else self._running_end
+
+    def _append(self, waypoints: tuple[Waypoint, ...], start: np.ndarray | None, skip: int) -> None:
+        """Queue pairs from ``start`` through ``waypoints``, dropping those due within ``skip`` ticks."""
+        elapsed, prev = 0, start
+        for wp in waypoints:
+            if wp.duration == 0:
+                self._queue.append(_Pair(prev, wp))
+                return
+            elapsed += wp.duration
+            if elapsed <= skip:
+                continue
+            duration = min(wp.duration, elapsed - skip)
+            self._queue.append(_Pair(prev, Waypoint(wp.proprio, duration)))
+            prev = wp.proprio
+
+    # ---- state -----------------------------------------------------------------------------------------------
+    @property
+    def remaining_ticks(self) -> int:
+        """Actions queued: the rest of the running pair plus every pair not started yet."""
+        return len(self._actions) + sum(p.end.duration for p in self._queue)
+
     @property
     def needs_plan(self) -> bool:
-        idle = not self._actions and not self._pairs and self._prefilled is None
-        return idle and not self.stopped and not self._stop_pending
+        return not self._actions and not self._queue and not self.stopped
 
     @property
     def wants_early_plan(self) -> bool:
-        """lookahead: the last pair is running, nothing is queued after it and no plan was requested yet."""
-        return (
-            self.mode == "lookahead" and not self.stopped and not self._stop_pending and not self.plan_requested
-            and bool(self._actions) and not self._pairs and self._prefilled is None
-        )
+        """lookahead: a pair is running, no stop is queued, no plan was requested yet, and the last pair has
+        started or at most ``lead_ticks`` actions are left."""
+        if self.mode != "lookahead" or self.stopped or self.plan_requested or not self._actions:
+            return False
+        if any(p.end.duration == 0 for p in self._queue):
+            return False
+        return not self._queue or self.remaining_ticks <= self.lead_ticks
 
+    @property
+    def fill_pending(self) -> bool:
+        """The pair that must start next is still being filled (:meth:`step` returns None until it is done)."""
+        if self._actions or not self._queue:
+            return False
+        fill = self._queue[0].fill
+        return fill is not None and not isinstance(fill, np.ndarray) and not fill.done()
+
+    # ---- per tick --------------------------------------------------------------------------------------------
     def step(self, obs: ObsSet) -> np.ndarray | None:
-        """The action for this tick, or None: a plan is needed, or the runner stopped (the caller holds)."""
-        if self.stopped:
+        """The action for this tick, or None: a plan is needed, a fill is pending, or the runner stopped."""
+        if self.stopped or (not self._actions and not self._start_next(obs)):
             return None
-        if not self._actions:
-            if self._prefilled is not None:
-                self._run(self._prefilled)
-                self._prefilled = None
-            elif self._pairs:
-                filled = self._fill_pair(obs, self._pairs.popleft())
-                if filled is not None:
-                    self._run(filled)
-            if not self._actions:
-                self.stopped, self._stop_pending = self._stop_pending, False
-                return None
         action = self._actions.popleft()
-        if self.mode == "lookahead" and self._prefilled is None and self._pairs:
-            self._prefilled = self._fill_pair(obs, self._pairs.popleft())
+        if self.mode == "lookahead":
+            self._prefill(obs)
         return action
 
-    def _run(self, filled: tuple[np.ndarray, np.ndarray]) -> None:
-        actions, self._running_end = filled
-        self._actions.extend(actions)
+    def _prefill(self, obs: ObsSet) -> None:
+        """lookahead: fill the next pair, and every later one due to start within ``fill_lead_ticks``."""
+        starts_in = len(self._actions)
+        for i, pair in enumerate(self._queue):
+            if pair.end.duration == 0 or (i > 0 and starts_in > self.fill_lead_ticks):
+                return
+            if pair.fill is None:
+                self._issue(pair, obs)
+            starts_in += pair.end.duration
 
-    def _fill_pair(self, obs: ObsSet, pair: _Pair) -> tuple[np.ndarray, np.ndarray] | None:
-        """Fill one pair; a d = 0 end waypoint is the model's stop: nothing after it is queued."""
+    def _start_next(self, obs: ObsSet) -> bool:
+        """Start the next queued pair; False if there is none, its fill is pending, or it is the stop marker."""
+        if not self._queue:
+            return False
+        pair = self._queue[0]
         if pair.end.duration == 0:
-            self._pairs.clear()
-            self._stop_pending = True
-            return None
+            self._clear()
+            self.stopped = True
+            return False
+        if pair.fill is None:
+            self._issue(pair, obs)
+        actions = self._collect(pair)
+        if actions is None:
+            return False
+        self._queue.popleft()
+        self._actions.extend(actions)
+        self._running_end = pair.end.proprio
+        self.chunks_started += 1
+        self.last_chunk = Chunk(actions, pair.end.proprio, pair.stamp_ns)
+        return True
+
+    def _issue(self, pair: _Pair, obs: ObsSet) -> None:
         start = obs.proprio if pair.start is None else pair.start
-        actions = np.asarray(self._fill(obs, np.asarray(start, np.float64), pair.end.proprio, pair.end.duration))
-        if actions.shape[0] < pair.end.duration:
-            raise ValueError(f"fill returned {actions.shape[0]} actions for a pair of duration {pair.end.duration}")
+        pair.fill = self._fill(obs, np.asarray(start, np.float64), pair.end.proprio, pair.end.duration)
+        pair.stamp_ns = obs.stamp_ns
+
+    def _collect(self, pair: _Pair) -> np.ndarray | None:
+        """The pair's actions ``[d, A]`` once its fill is done (re-raises the fill's error), else None."""
+        fill = pair.fill
+        if not isinstance(fill, np.ndarray):
+            if not fill.done():
+                return None
+            fill = fill.result()
+        actions = np.asarray(fill)
+        if actions.ndim != 2 or actions.shape[0] < pair.end.duration:
+            raise ValueError(f"fill returned {actions.shape[0] if actions.ndim else 0} actions for a pair of "
+                             f"duration {pair.end.duration}")
+        pair.fill = actions
         self.chunks_filled += 1
-        return actions[: pair.end.duration], pair.end.proprio
+        return actions[: pair.end.duration]

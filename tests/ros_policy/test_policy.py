@@ -1,0 +1,162 @@
+"""WaypointPolicy against real (tiny, random-weight) models: the declared transform order, determinism, bad inputs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from wp_policy import batch as B
+from wp_policy.obs_sync import ObsSet
+from wp_policy.ros.bag_synth import joint_motion
+from wp_policy.runtime import Plan, WaypointRunner
+from wp_policy.runtime.policy import PolicyConfig, WaypointPolicy, fill_seed, load_policy_config
+
+INSTRUCTION = "pick up the cup"
+
+
+def make_obs(robot, stamp_ns: int = 1_700_000_000_000_000_000, seed: int = 0, size: int = 224) -> ObsSet:
+    """Random views and a proprio on the synthetic motion the stats were fitted to (inside q01..q99)."""
+    rng = np.random.default_rng(seed)
+    images = {v: rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for v in robot.camera_views}
+    proprio = joint_motion(robot, np.array([1.0 + 0.37 * seed]), seed=3)[0][0]
+    return ObsSet(stamp_ns=stamp_ns, images=images, proprio=proprio)
+
+
+def test_plan_is_the_vlm_output_in_physical_units(policy):
+    obs = make_obs(policy.robot)
+    plan = policy.plan(obs, INSTRUCTION)
+    assert isinstance(plan, Plan) and plan.stamp_ns == obs.stamp_ns and len(plan.waypoints) == 3
+    assert all(0 <= w.duration <= B.HORIZON for w in plan.waypoints)
+    # the same prompt and images straight through the model, then the declared inverse transforms
+    vlm = policy.vlm
+    prompt = policy.tokenizer.encode_prompt(INSTRUCTION, policy.normalized_proprio(obs.proprio))
+    images, masks = policy.image_inputs(obs, vlm.config.image_keys, vlm.config.vision.image_size)
+    tokens, mask, ar = (torch.from_numpy(np.asarray(a))[None]
+                        for a in (prompt.tokens, prompt.input_mask, prompt.ar_mask))
+    result = vlm.plan(images, masks, tokens, mask, ar, num_waypoints=3, max_duration=B.HORIZON)
+    for k, w in enumerate(plan.waypoints):
+        normalized = result.proprio[0, k].double().numpy()
+        expected = policy.robot.proprio_to_physical(policy.proprio_norm.unnormalize(normalized))
+        np.testing.assert_array_equal(w.proprio, expected)
+        assert w.duration == int(result.durations[0, k])
+    assert _same_plan(policy.plan(obs, INSTRUCTION), plan)  # greedy decoding: deterministic
+
+
+def _same_plan(a: Plan, b: Plan) -> bool:
+    return a.stamp_ns == b.stamp_ns and all(
+        x.duration == y.duration and np.array_equal(x.proprio, y.proprio) for x, y in zip(a.waypoints, b.waypoints))
+
+
+def test_fill_is_the_ae_chunk_in_execution_space(policy):
+    robot = policy.robot
+    obs = make_obs(robot)
+    start, end = obs.proprio, make_obs(robot, seed=3).proprio
+    actions = policy.fill(obs, INSTRUCTION, start, end, 5)
+    assert actions.shape == (5, robot.action.dim) and actions.dtype == np.float64
+    grippers = actions[:, list(robot.action.gripper_dims)]
+    assert np.all((grippers >= 0) & (grippers <= 100))  # stroke in mm
+    # reference: the model called directly with the same batch and seed, then clip -> unnormalise -> execution
+    ae = policy.ae
+    images, masks = policy.image_inputs(obs, ae.config.image_keys, ae.config.vision.image_size)
+    prompt = policy.tokenizer.prompt_tokens(INSTRUCTION, policy.normalized_proprio(start))
+    pad = lambda x: torch.nn.functional.pad(torch.tensor(x, dtype=torch.float32), (0, 32 - x.size))[None]  # noqa: E731
+    batch = {B.IMAGES: images, B.IMAGE_MASKS: masks, B.TOKENS: torch.tensor([prompt]),
+             B.INPUT_MASK: torch.ones(1, len(prompt), dtype=torch.bool),
+             B.START_PROPRIO: pad(policy.normalized_proprio(start)), B.END_PROPRIO: pad(policy.normalized_proprio(end)),
+             B.DURATION: torch.tensor([5])}
+    gen = torch.Generator().manual_seed(fill_seed(0, obs.stamp_ns, end))
+    chunk = ae.sample_actions(batch, generator=gen, num_steps=10)[0, :5, : robot.action.dim].double().numpy()
+    expected = robot.action_to_execution(policy.action_norm.unnormalize(np.clip(chunk, -1, 1)))
+    np.testing.assert_array_equal(actions, expected)
+
+
+def test_fill_noise_comes_from_the_observation_stamp_and_the_pair(policy):
+    obs = make_obs(policy.robot)
+    start, end = obs.proprio, make_obs(policy.robot, seed=3).proprio
+    first = policy.fill(obs, INSTRUCTION, start, end, 4)
+    np.testing.assert_array_equal(first, policy.fill(obs, INSTRUCTION, start, end, 4))  # any process, same chunk
+    later = replace(obs, stamp_ns=obs.stamp_ns + 1)
+    assert not np.array_equal(first, policy.fill(later, INSTRUCTION, start, end, 4))
+    assert fill_seed(0, obs.stamp_ns, end) != fill_seed(0, obs.stamp_ns, start)
+
+
+def test_proprio_round_trips_through_model_space(policy):
+    p = make_obs(policy.robot).proprio
+    back = policy.physical_proprio(policy.normalized_proprio(p))
+    np.testing.assert_allclose(back, p, atol=1e-5)  # exact up to the eps in q99 normalisation
+
+
+def test_direct_loop_runs_both_replan_modes(policy):
+    """The direct (no-ROS) loop: plan when the runner asks, fill synchronously, one action per tick."""
+    fill = lambda o, s, e, d: policy.fill(o, INSTRUCTION, s, e, d)  # noqa: E731
+    for mode in ("after_last", "lookahead"):
+        runner = WaypointRunner(fill, mode, lead_ticks=4)
+        actions = []
+        for t in range(12):
+            obs = make_obs(policy.robot, stamp_ns=1_000_000 * (t + 1), seed=t)
+            if runner.needs_plan:
+                runner.request_plan()
+                runner.load_plan(policy.plan(obs, INSTRUCTION))
+            action = runner.step(obs)
+            if runner.wants_early_plan:
+                runner.request_plan()
+                runner.load_plan(policy.plan(obs, INSTRUCTION))
+            actions.append(action)
+        assert all(a is not None and a.shape == (policy.robot.action.dim,) for a in actions), mode
+
+
+def test_bad_inputs_name_the_problem(policy, policy_config):
+    robot = policy.robot
+    obs = make_obs(robot)
+    bad = replace(obs, proprio=np.where(np.arange(robot.proprio.dim) == 2, np.nan, obs.proprio))
+    with pytest.raises(ValueError, match=r"proprio .*NaN or inf in dims \[2\]"):
+        policy.plan(bad, INSTRUCTION)
+    with pytest.raises(ValueError, match="expected last dim 14"):
+        policy.fill(obs, INSTRUCTION, obs.proprio[:5], obs.proprio, 3)
+    with pytest.raises(ValueError, match="no image for view 'head'"):
+        policy.plan(replace(obs, images={k: v for k, v in obs.images.items() if k != "head"}), INSTRUCTION)
+    for duration in (0, B.HORIZON + 1):
+        with pytest.raises(ValueError, match="duration must be in 1..32"):
+            policy.fill(obs, INSTRUCTION, obs.proprio, obs.proprio, duration)
+    planner_only = WaypointPolicy.from_config(replace(policy_config, ae_checkpoint=""))
+    with pytest.raises(RuntimeError, match="without an AE checkpoint"):
+        planner_only.fill(obs, INSTRUCTION, obs.proprio, obs.proprio, 3)
+
+
+def test_bad_configs_and_files_fail_clearly(policy_config, tmp_path):
+    with pytest.raises(ValueError, match="at least one of vlm_checkpoint and ae_checkpoint"):
+        replace(policy_config, vlm_checkpoint="", ae_checkpoint="")
+    with pytest.raises(ValueError, match="device must be"):
+        replace(policy_config, device="gpu")
+    with pytest.raises(ValueError, match="tokenizer_path must be set"):
+        replace(policy_config, tokenizer_path="")
+    with pytest.raises(FileNotFoundError, match="checkpoint weights not found"):
+        WaypointPolicy.from_config(replace(policy_config, vlm_checkpoint=str(tmp_path / "missing")))
+    with pytest.raises(ValueError, match="statistics file not found"):
+        WaypointPolicy.from_config(replace(policy_config, stats_path=str(tmp_path / "none.json")))
+    with pytest.raises(ValueError, match="plans 14-D waypoints but robot libero has 8 proprio dims"):
+        WaypointPolicy.from_config(replace(policy_config, robot="libero", ae_checkpoint=""))
+
+
+def test_policy_config_file_resolves_relative_paths(policy_files, tmp_path):
+    cfg = tmp_path / "policy.yaml"
+    cfg.write_text(f"robot: r1lite\nvlm_checkpoint: vlm\nstats_path: {policy_files.stats}\n"
+                   f"tokenizer_path: {policy_files.tokenizer}\nnum_waypoints: 2\n")
+    loaded = load_policy_config(cfg)
+    assert loaded == PolicyConfig(robot="r1lite", vlm_checkpoint=str(tmp_path / "vlm"),
+                                  stats_path=str(policy_files.stats), tokenizer_path=str(policy_files.tokenizer),
+                                  num_waypoints=2)
+
+
+def test_runtime_imports_without_rclpy():
+    """The runtime is the ROS-free core the direct sim loop uses: importing it must not pull in rclpy."""
+    import subprocess
+    import sys
+
+    code = ("import sys, wp_policy.runtime.policy, wp_policy.runtime.runner, wp_policy.runtime.plan\n"
+            "print(sorted(m for m in sys.modules if m.startswith('rclpy')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,464 @@
+"""Filler node: Action Expert chunks between waypoints, streamed as one checked command per control tick.
+
+Inputs: /wp/waypoints (plans, or the operator stop), /wp/instruction (the AE prompt; a new message starts a new
+episode), /wp/obs/* (observation sets) and, with the wall clock, the robot's joint feedback topics (the measured
+position a hold keeps). Outputs: the robot config's command topics (one command per tick, every one through
+:class:`wp_policy.safety.SafetyFilter` -> :class:`wp_policy.command_map.CommandMapper` -> JointState, so no path
+sends an unchecked command), /wp/action_chunk (each chunk as it starts), /wp/replan requests and /diagnostics.
+A hold command carries ``hold:<reason>`` in ``header.frame_id`` (empty for a model action): robots ignore it, the
+simulation bridge ends an episode on ``hold:stopped`` exactly where the direct loop ends it.
+
+The state machine is :class:`wp_policy.runtime.runner.WaypointRunner` (shared with the direct sim loop); AE fills
+run on a worker thread. ``replan_mode``: ``after_last`` asks for a plan when the last pair has run; ``lookahead``
+fills the next pair (and any pair starting within ``fill_lead_s``) while one runs and asks for the next plan once
+``plan_lead_s`` of motion is left.
+
+``clock_mode``:
+- ``wall``: a timer at the robot's ``control_hz`` emits one command per tick. No action ready (plan or fill still
+  computing: counted as starvation once commanding has begun), stopped, or observations / feedback older than
+  ``obs_timeout`` / ``feedback_timeout`` -> hold the measured position. Stale inputs also drop the plan; a fresh one
+  is requested when they recover.
+- ``lockstep`` (simulation or bag replay with use_sim_time): exactly one command per new observation set, stamped
+  with the set's stamp, published in ``ros.commands`` order (acknowledge on the last topic). The node waits for the
+  plan and fills that set needs (a requested plan is loaded before the next set is served), so every run computes
+  the same commands; the measured position is the set's proprio.
+
+Operator stop (a /wp/waypoints trajectory whose first point has time_from_start 0): drop the queue and hold at once
+(wall: a hold is published immediately; lockstep: the command for the current set is a hold). Plans made from sets
+at or before the stop are ignored; a plan from a newer set (after /wp/resume or a new instruction) resumes.
+
+    python -m wp_policy.ros.filler_node --ros-args -p robot_config:=r1lite -p checkpoint:=ckpt/ae \\
+        -p stats:=ckpt/stats.json -p tokenizer:=ckpt/tokenizer.model -p replan_mode:=lookahead
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from functools import partial
+
+import numpy as np
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Header, String
+from trajectory_msgs.msg import JointTrajectory
+
+from wp_policy import batch as B
+from wp_policy.command_map import CommandMapper
+from wp_policy.obs_sync import BACKWARD_JUMP_S, InvalidInput, ObsSet
+from wp_policy.robot_config import FeedbackConfig
+from wp_policy.ros import policy_params
+from wp_policy.ros.conversions import joint_state_position, ns_to_stamp, payload_to_joint_state, stamp_to_ns
+from wp_policy.ros.diagnostics import ERROR, OK, WARN, Diagnostics
+from wp_policy.ros.node_main import run_node
+from wp_policy.ros.obs_subscriber import ObsSetSubscriber
+from wp_policy.ros.plan_msgs import chunk_message, is_stop_message, message_to_plan
+from wp_policy.ros.qos import qos_profile
+from wp_policy.ros.topics import (ACTION_CHUNK_TOPIC, HOLD_FRAME_PREFIX, INSTRUCTION_TOPIC, REPLAN_TOPIC, TOPIC_QOS,
+                                  WAYPOINTS_TOPIC)
+from wp_policy.runtime.policy import WaypointPolicy
+from wp_policy.runtime.runner import WaypointRunner
+from wp_policy.safety import SafetyDecision, SafetyFilter
+
+PARAMS = {
+    **policy_params.COMMON,
+    "replan_mode": ("after_last", "after_last: plan when the last pair has run (the seed); lookahead: fill ahead "
+                                  "and ask for the next plan plan_lead_s early"),
+    "clock_mode": ("wall", "wall: a command per control tick from a timer; lockstep: one command per observation "
+                           "set (simulation / lock-step bag replay)"),
+    "command_qos": ("", "QoS profile of the command topics; empty = the robot config's ('reliable' for lock-step "
+                        "replay, where a dropped command would stall the replay)"),
+    "obs_timeout": (0.5, "s without an observation set -> hold (SafetyFilter watchdog)"),
+    "feedback_timeout": (0.2, "s without joint feedback -> hold (SafetyFilter watchdog)"),
+    "plan_lead_s": (0.5, "lookahead: ask for the next plan once at most this much queued motion is left; "
+                         "cover the VLM + AE latency"),
+    "fill_lead_s": (0.15, "lookahead: also fill pairs that start within this time (cover the AE latency, so short "
+                          "pairs do not starve the stream)"),
+    "replan_retry_s": (2.0, "s (wall clock) before an unanswered /wp/replan is sent again"),
+    "num_flow_steps": (10, "Euler steps of the AE sampler"),
+    "seed": (0, "AE noise seed (combined with each observation stamp)"),
+}
+READ_ONLY = (*policy_params.READ_ONLY, "replan_mode", "clock_mode", "command_qos", "plan_lead_s", "fill_lead_s",
+             "num_flow_steps", "seed", "obs_timeout", "feedback_timeout")
+STALE = ("stale_obs", "stale_feedback")
+WAITING = ("fill_pending", "waiting_plan")  # no action yet; lockstep waits, wall holds (starvation once engaged)
+_JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
+MAX_PENDING = 8  # lockstep: sets waiting for their command before the oldest is given a hold
+
+
+@dataclass(frozen=True)
+class _Request:
+    stamp_ns: int  # set named by the first request (the plan's clock origin for lookahead splicing)
+    sent: float  # monotonic time of the last (re)send
+
+
+class FillerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("filler", **kwargs)
+        p = policy_params.declare(self, PARAMS, READ_ONLY)
+        policy_params.apply_cpu_threads(p["cpu_threads"])
+        self.policy = WaypointPolicy.from_config(policy_params.policy_config(
+            p, "ae_checkpoint", num_flow_steps=p["num_flow_steps"], seed=p["seed"]))
+        self.robot = robot = self.policy.robot
+        self.p = p
+        self.lockstep = p["clock_mode"] == "lockstep"
+        self.instruction = p["instruction"]
+        self.mapper = CommandMapper(robot)
+        self.safety = SafetyFilter.from_robot(robot, p["obs_timeout"], p["feedback_timeout"])
+        self.runner = self._new_runner()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ae")
+        self._fill_seconds: deque[float] = deque()  # appended by the worker, drained on the executor thread
+        self._init_state()
+        self.diag = Diagnostics(self, p["diagnostics_period"], self._status)
+        self.diag.extra.append(lambda: {f"count.safety.{k}": v for k, v in self.safety.counters.items()})
+        self.diag.extra.append(lambda: {"count.rejected.obs": self.obs.rejected})
+        self._create_interfaces()
+        self.get_logger().info(
+            f"{robot.robot_type}: {p['replan_mode']} filling with {p['checkpoint']} on {p['device']}, "
+            f"{'one command per observation set (lock-step)' if self.lockstep else f'{robot.control_hz:g} Hz timer'}"
+            f" -> {', '.join(self.mapper.topics)}")
+        gc.freeze()  # the loaded model's objects are static: keep them out of the collector (no GC pauses in the
+        #              control loop, and no multi-second collection at exit)
+
+    def _new_runner(self) -> WaypointRunner:
+        hz = self.robot.control_hz
+        return WaypointRunner(self._fill, self.p["replan_mode"], lead_ticks=math.ceil(self.p["plan_lead_s"] * hz),
+                              fill_lead_ticks=math.ceil(self.p["fill_lead_s"] * hz))
+
+    def _init_state(self) -> None:
+        self._newest_stamp = -1  # newest observation stamp of this timeline
+        self._barrier = -1  # plans from sets at or before this stamp are stale (a stop or reset came after)
+        self._last_plan_stamp = -1
+        self._request: _Request | None = None
+        self._pending: deque[ObsSet] = deque()  # lockstep: sets still owed a command, oldest first
+        self._obs_time = self._fb_time = -math.inf  # node-clock receive times (watchdog)
+        self._fb_values = np.full(self.robot.proprio.dim, np.nan)
+        self._fb_times = {fb.topic: -math.inf for fb in self.robot.ros.feedback}
+        self._received: dict[int, float] = {}  # set stamp -> receive time, for obs-to-command latency
+        self._first_command_at: float | None = None  # receive time of the set a plan for an idle runner came from
+        self._engaged = False  # commanding from a plan (starvation counts from here)
+        self._chunks_seen = 0
+        self._reason = "waiting_obs"
+        self._problem = ""  # last rejection or fill error, shown in the status until the next OK window
+
+    def _create_interfaces(self) -> None:
+        robot, p = self.robot, self.p
+        cmd_qos = qos_profile(p["command_qos"] or robot.ros.command_qos)
+        self.cmd_pubs = {t: self.create_publisher(JointState, t, cmd_qos) for t in self.mapper.topics}
+        self.chunk_pub = self.create_publisher(JointTrajectory, ACTION_CHUNK_TOPIC,
+                                               qos_profile(TOPIC_QOS[ACTION_CHUNK_TOPIC]))
+        self.replan_pub = self.create_publisher(Header, REPLAN_TOPIC, qos_profile(TOPIC_QOS[REPLAN_TOPIC]))
+        self.obs = ObsSetSubscriber(self, robot, on_set=self._on_set)
+        self.create_subscription(JointTrajectory, WAYPOINTS_TOPIC, self._on_waypoints,
+                                 qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
+        self.create_subscription(String, INSTRUCTION_TOPIC, self._on_instruction,
+                                 qos_profile(TOPIC_QOS[INSTRUCTION_TOPIC]))
+        self._wake = self.create_guard_condition(self._advance)
+        if not self.lockstep:
+            fb_qos = qos_profile(robot.ros.feedback_qos)
+            for fb in robot.ros.feedback:
+                self.create_subscription(JointState, fb.topic, partial(self._on_feedback, fb), fb_qos)
+            self.create_timer(robot.control_period, self._on_tick)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # retries must fire while sim time is paused
+        self.create_timer(min(0.25, p["replan_retry_s"] / 4), self._on_retry_timer, clock=steady)
+
+    # ---- model work (worker thread) --------------------------------------------------------------------------
+    def _fill(self, obs: ObsSet, start: np.ndarray, end: np.ndarray, duration: int) -> Future:
+        latency = self.get_parameter("emulate_latency_ms").value * 1e-3
+        future = self._pool.submit(self._fill_job, obs, self.instruction, start, end, duration, latency)
+        if self.lockstep:
+            future.add_done_callback(lambda _: self._wake.trigger())
+        return future
+
+    def _fill_job(self, obs, instruction, start, end, duration, min_latency_s) -> np.ndarray:
+        """Worker thread: one AE call (padded to emulate_latency_ms)."""
+        t0 = time.monotonic()
+        actions = self.policy.fill(obs, instruction, start, end, duration)
+        time.sleep(max(0.0, t0 + min_latency_s - time.monotonic()))
+        self._fill_seconds.append(time.monotonic() - t0)
+        return actions
+
+    # ---- inputs ----------------------------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_set(self, obs: ObsSet) -> None:
+        now = self._now()
+        if self._newest_stamp >= 0 and obs.stamp_ns < self._newest_stamp - _JUMP_NS:
+            self.diag.count("time_jumps")  # bag restarted / simulation reset: a new episode
+            self._flush_pending("time_jump", now)
+            self._newest_stamp = self._last_plan_stamp = -1
+            self._reset_episode()
+        self._newest_stamp = max(self._newest_stamp, obs.stamp_ns)
+        self._received[obs.stamp_ns] = obs.received
+        while len(self._received) > 64:
+            del self._received[next(iter(self._received))]
+        self._obs_time = now
+        self.safety.observe_obs(now)
+        if not self.lockstep:
+            return
+        self._fb_time = now
+        self.safety.observe_feedback(obs.proprio, now)
+        self._pending.append(obs)
+        if len(self._pending) > MAX_PENDING:  # the graph is stuck (planner down?): give the oldest set a hold
+            self.diag.count("lockstep_overruns")
+            self._emit(self._decision(None, "overrun", now), self._pending.popleft().stamp_ns)
+        self._advance()
+
+    def _flush_pending(self, reason: str, now: float) -> None:
+        while self._pending:
+            self._emit(self._decision(None, reason, now), self._pending.popleft().stamp_ns)
+
+    def _on_feedback(self, fb: FeedbackConfig, msg: JointState) -> None:
+        """Wall clock: compose the measured proprio from the feedback topics; the oldest topic sets its age."""
+        try:
+            pos = joint_state_position(msg)
+            if pos.size <= max(fb.source_indices) or not np.all(np.isfinite(pos[list(fb.source_indices)])):
+                raise InvalidInput(f"need {max(fb.source_indices) + 1} finite positions, got {pos.tolist()}")
+        except InvalidInput as exc:
+            self._reject(fb.topic, exc)
+            return
+        self._fb_values[list(fb.proprio_dims)] = pos[list(fb.source_indices)]
+        self._fb_times[fb.topic] = self._now()
+        oldest = min(self._fb_times.values())
+        if oldest > -math.inf:
+            self._fb_time = oldest
+            self.safety.observe_feedback(self._fb_values, oldest)
+
+    def _on_instruction(self, msg: String) -> None:
+        self.instruction = msg.data
+        self.diag.count("instructions")
+        self._reset_episode()
+        if self.lockstep:
+            self._advance()  # sets from before the instruction get holds
+
+    def _on_waypoints(self, msg: JointTrajectory) -> None:
+        if is_stop_message(msg):
+            self._stop(msg)
+            return
+        try:
+            plan = message_to_plan(msg, self.robot, B.HORIZON)
+        except InvalidInput as exc:
+            self._reject("waypoints", exc)
+            return
+        why = self._unusable(plan.stamp_ns)
+        if why:
+            self.diag.count(f"dropped_plans.{why}")
+            return
+        req = self._request
+        hz = self.robot.control_hz
+        ticks_after = 0 if req is None else max(0, round((plan.stamp_ns - req.stamp_ns) * 1e-9 * hz))
+        if self.runner.remaining_ticks == 0 and plan.stamp_ns in self._received:  # starts from scratch
+            self._first_command_at = self._received[plan.stamp_ns]
+        self.runner.load_plan(plan, ticks_after)
+        self._request = None
+        self._last_plan_stamp = plan.stamp_ns
+        self.diag.count("plans_loaded")
+        if self.lockstep:
+            self._advance()
+
+    def _unusable(self, stamp_ns: int) -> str:
+        if stamp_ns <= self._barrier:
+            return "stale"  # made from a set older than the last stop / reset
+        if stamp_ns <= self._last_plan_stamp:
+            return "duplicate"
+        if self._newest_stamp >= 0 and stamp_ns > self._newest_stamp + _JUMP_NS:
+            return "other_timeline"
+        return ""
+
+    # ---- stop / reset ----------------------------------------------------------------------------------------
+    def _stop(self, msg: JointTrajectory) -> None:
+        self.runner.stop()
+        self._request = None
+        self._engaged = False
+        self._barrier = max(self._barrier, self._newest_stamp)
+        self.diag.count("stops")
+        self.get_logger().warning("stop: queue dropped, holding position")
+        if self.lockstep:
+            self._advance()  # the sets still owed a command get holds
+        else:
+            self._emit(self._decision(None, "stopped", self._now()), self.get_clock().now().nanoseconds)
+        sent = stamp_to_ns(msg.header.stamp)
+        delay = (time.time_ns() - sent) * 1e-9
+        if sent > 0 and 0 <= delay < 10:  # stamped with the wall clock: report the stop latency
+            self.diag.latency("stop_to_hold", delay)
+        self.diag.alert()
+
+    def _reset_episode(self) -> None:
+        """New instruction or timeline: forget the plan, restart the safety filter's history (not its counters)."""
+        self.runner.reset()
+        self._request = None
+        self._engaged = False
+        self._barrier = self._newest_stamp
+        old = self.safety
+        self.safety = SafetyFilter.from_robot(self.robot, self.p["obs_timeout"], self.p["feedback_timeout"])
+        self.safety.counters = old.counters
+        if old.measured is not None:
+            self.safety.observe_feedback(old.measured, self._fb_time)
+        self.safety.observe_obs(self._obs_time)
+
+    # ---- control ---------------------------------------------------------------------------------------------
+    def _on_tick(self) -> None:
+        """Wall clock: one command per control tick, whatever happens."""
+        t0 = time.monotonic()
+        obs, now = self.obs.latest, self._now()
+        action, reason = self._next_action(obs, now)
+        self._request_if_needed(obs, reason)
+        self._emit(self._decision(action, reason, now), self.get_clock().now().nanoseconds)
+        self.diag.latency("tick", time.monotonic() - t0)
+
+    def _advance(self) -> None:
+        """Lockstep: serve pending sets in order, each once its plan and fill are ready (re-called when they are)."""
+        self._drain_fill_times()
+        while self._pending:
+            obs = self._pending[0]
+            if self._request is not None and not self.runner.stopped and obs.stamp_ns > self._barrier:
+                return  # a requested plan is loaded before this set is served
+            now = self._now()
+            action, reason = self._next_action(obs, now)
+            if reason in WAITING:
+                self._request_if_needed(obs, reason)
+                return
+            self._emit(self._decision(action, reason, now), obs.stamp_ns)
+            self._pending.popleft()
+            # only lookahead's early plan comes from this set; a plan the empty queue needs is requested from the
+            # next set (the observation after the last action), as the direct loop plans (sim/rollout.py)
+            self._request_if_needed(obs, reason, early_only=True)
+
+    def _next_action(self, obs: ObsSet | None, now: float) -> tuple[np.ndarray | None, str]:
+        """The runner's action for this tick, or (None, why not)."""
+        stale = self._stale(now)
+        if stale:
+            if not self.runner.stopped and (self._engaged or not self.runner.needs_plan):
+                self.get_logger().warning(f"{stale}: dropping the plan and holding", throttle_duration_sec=1.0)
+                self.runner.reset()
+                self._request = None
+                self._engaged = False
+            return None, stale
+        if obs is None or obs.stamp_ns <= self._barrier:
+            return None, "waiting_obs"
+        if self.runner.stopped:
+            return None, "stopped"
+        try:
+            action = self.runner.step(obs)
+        except Exception as exc:  # a failed fill: report, drop the plan, hold; a new plan is requested
+            self._problem = f"fill failed: {type(exc).__name__}: {exc}"
+            self.get_logger().error(self._problem)
+            self.diag.count("fill_errors")
+            self.diag.alert()
+            self.runner.reset()
+            return None, "fill_error"
+        self._publish_new_chunk()
+        if action is not None:
+            return action, ""
+        if self.runner.fill_pending:
+            return None, "fill_pending"
+        return None, "waiting_plan" if self.runner.needs_plan else "stopped"
+
+    def _stale(self, now: float) -> str:
+        if now - self._obs_time > self.p["obs_timeout"]:
+            return "stale_obs"
+        if now - self._fb_time > self.p["feedback_timeout"]:
+            return "stale_feedback"
+        return ""
+
+    def _decision(self, action: np.ndarray | None, reason: str, now: float) -> SafetyDecision | None:
+        """The checked command: the action through the SafetyFilter, or its hold (counted by reason)."""
+        self._reason = reason
+        if action is not None:
+            self._engaged = True
+            return self.safety.check(action, now)
+        self.diag.count(f"hold.{reason}")
+        if self._engaged and reason in WAITING:
+            self.diag.count("starved")
+        if reason == "stopped" or reason in STALE:
+            self._engaged = False
+        return self.safety.hold(reason)
+
+    def _emit(self, decision: SafetyDecision | None, stamp_ns: int) -> None:
+        if decision is None:
+            self.diag.count("no_reference")  # no measured position yet: nothing safe to send
+            return
+        for payload in self.mapper.split(decision.action):
+            msg = payload_to_joint_state(payload, stamp_ns)
+            msg.header.frame_id = f"{HOLD_FRAME_PREFIX}{decision.reason}" if decision.hold else ""
+            self.cmd_pubs[payload.topic].publish(msg)
+        self.diag.count("commands")
+        self.diag.event("commands")
+        if not decision.hold and self._first_command_at is not None:
+            self.diag.latency("obs_to_first_command", self._now() - self._first_command_at)
+            self._first_command_at = None
+
+    def _publish_new_chunk(self) -> None:
+        if self.runner.chunks_started != self._chunks_seen:
+            self._chunks_seen = self.runner.chunks_started
+            chunk = self.runner.last_chunk
+            self.chunk_pub.publish(chunk_message(chunk.actions, self.robot, chunk.stamp_ns))
+            self.diag.count("chunks")
+        self._drain_fill_times()
+
+    def _drain_fill_times(self) -> None:
+        while self._fill_seconds:
+            self.diag.latency("fill", self._fill_seconds.popleft())
+
+    # ---- plan requests ---------------------------------------------------------------------------------------
+    def _request_if_needed(self, obs: ObsSet | None, reason: str, early_only: bool = False) -> None:
+        if obs is None or reason in STALE or self.runner.stopped or obs.stamp_ns <= self._barrier:
+            return
+        wanted = self.runner.wants_early_plan or (self.runner.needs_plan and not early_only)
+        if self._request is None and wanted:
+            self.runner.request_plan()
+            self._request = _Request(obs.stamp_ns, time.monotonic())
+            self._send_request(obs.stamp_ns)
+
+    def _on_retry_timer(self) -> None:
+        req = self._request
+        if req is None or time.monotonic() - req.sent < self.p["replan_retry_s"]:
+            return
+        # lockstep names the same set again (a plan from any other set would change the run); the wall clock
+        # names the newest set, since the planner plans from the newest anyway
+        latest = None if self.lockstep else self.obs.latest
+        self._send_request(req.stamp_ns if latest is None else latest.stamp_ns)
+        self._request = replace(req, sent=time.monotonic())
+        self.diag.count("replan_retries")
+
+    def _send_request(self, stamp_ns: int) -> None:
+        msg = Header(stamp=ns_to_stamp(stamp_ns))
+        self.replan_pub.publish(msg)
+        self.diag.count("replan_requests")
+
+    # ---- health ----------------------------------------------------------------------------------------------
+    def _reject(self, source: str, exc: Exception) -> None:
+        self._problem = f"rejected {source}: {exc}"
+        self.diag.count(f"rejected.{source}")
+        self.get_logger().warning(self._problem, throttle_duration_sec=1.0)
+        self.diag.alert()
+
+    def _status(self) -> tuple[bytes, str]:
+        problem, self._problem = self._problem, ""
+        if self._reason in STALE:
+            return ERROR, f"holding: {self._reason}"
+        if problem:
+            return WARN, problem
+        if self._reason == "stopped":
+            return WARN, "stopped: holding position until a new plan"
+        if self._reason:
+            return WARN, f"holding: {self._reason}"
+        return OK, "commanding"
+
+    def destroy_node(self):
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return super().destroy_node()
+
+
+def main(args=None):
+    run_node(FillerNode, args, name="filler")
+
+
+if __name__ == "__main__":
+    main()

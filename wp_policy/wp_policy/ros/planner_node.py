@@ -1,0 +1,266 @@
+"""Planner node: VLM waypoint plans from observation sets, published on /wp/waypoints.
+
+Triggers (DESIGN §4):
+- ``/wp/replan`` (std_msgs/Header from the filler): plan from the observation set whose stamp the header names; with
+  sim time (lock-step replay or simulation) exactly that set, waiting for it if it has not arrived (or the first
+  newer one if it was missed), so runs are reproducible; with the wall clock the newest set at least that new;
+- a new ``/wp/instruction`` (reliable, transient local) or a ``/wp/resume`` call (std_srvs/Trigger): plan from the
+  first set that arrives after it (unless a replan request is answered first).
+An operator stop (a /wp/waypoints trajectory whose first point has time_from_start 0, also the planner's own
+model-predicted d_1 = 0) stops re-planning until a new instruction or /wp/resume; a plan still being computed is
+then discarded, never published.
+
+Inference runs on a worker thread; its result comes back through a guard condition, so every ROS callback (stop,
+resume, requests, observations) runs on the executor thread, one at a time, and keeps being answered while the model
+thinks. Triggers that arrive meanwhile are coalesced (the newest wins). Waypoints are published in physical units
+with the proprio joint names, ``time_from_start`` = cumulative d x control period and header.stamp = the stamp of
+the observation used. /diagnostics reports plan latency (model compute, request -> publish, observation -> publish)
+and counts every ignored request and inference error (the node stays up). ``emulate_latency_ms`` pads each model
+call, to study the graph's timing as if the model were slower (bench/bench_graph_timing.py).
+
+    python -m wp_policy.ros.planner_node --ros-args -p robot_config:=r1lite -p checkpoint:=ckpt/vlm \\
+        -p stats:=ckpt/stats.json -p tokenizer:=ckpt/tokenizer.model -p instruction:="pick up the cup"
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from rclpy.node import Node
+from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from wp_policy.obs_sync import BACKWARD_JUMP_S, ObsSet
+from wp_policy.ros import policy_params
+from wp_policy.ros.conversions import stamp_to_ns
+from wp_policy.ros.diagnostics import ERROR, OK, WARN, Diagnostics
+from wp_policy.ros.node_main import run_node
+from wp_policy.ros.obs_subscriber import ObsSetSubscriber
+from wp_policy.ros.plan_msgs import RESUME_SERVICE, is_stop_message, plan_to_message
+from wp_policy.ros.qos import qos_profile
+from wp_policy.ros.topics import INSTRUCTION_TOPIC, REPLAN_TOPIC, TOPIC_QOS, WAYPOINTS_TOPIC
+from wp_policy.runtime.plan import Plan
+from wp_policy.runtime.policy import WaypointPolicy
+
+PARAMS = {
+    **policy_params.COMMON,
+    "num_waypoints": (7, "waypoints per plan (M)"),
+}
+OBS_BUFFER = 64  # observation sets kept for named replan requests (~4 s at 15 Hz)
+_JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
+
+
+@dataclass(frozen=True)
+class _Trigger:
+    kind: str  # "replan" (named stamp) or "instruction" / "resume" (first set after ``after_index``)
+    stamp_ns: int = -1
+    after_index: int = -1
+    received: float = 0.0  # monotonic time it arrived
+
+
+@dataclass(frozen=True)
+class _Job:
+    obs: ObsSet
+    instruction: str
+    epoch: int
+    trigger: _Trigger
+    min_latency_s: float  # emulate_latency_ms (latency studies)
+
+
+class PlannerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("planner", **kwargs)
+        p = policy_params.declare(self, PARAMS, policy_params.READ_ONLY)
+        policy_params.apply_cpu_threads(p["cpu_threads"])
+        self.policy = WaypointPolicy.from_config(
+            policy_params.policy_config(p, "vlm_checkpoint", num_waypoints=p["num_waypoints"]))
+        self.robot = self.policy.robot
+        self.instruction = p["instruction"]
+        self.sim_time = self.get_parameter("use_sim_time").value
+        self.epoch = 0  # bumped by every instruction, stop, resume and timeline jump: older results are dropped
+        self.stopped = False
+        self._sets: deque[tuple[int, ObsSet]] = deque(maxlen=OBS_BUFFER)  # (arrival index, set)
+        self._arrivals = 0
+        self._trigger: _Trigger | None = None
+        self._job: _Job | None = None
+        self._published: tuple[_Job, JointTrajectory] | None = None  # the last plan sent, for repeated requests
+        self._future: Future | None = None
+        self._last_error = ""
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlm")
+        self._done = self.create_guard_condition(self._on_plan_done)
+        self.diag = Diagnostics(self, p["diagnostics_period"], self._status)
+        self.pub = self.create_publisher(JointTrajectory, WAYPOINTS_TOPIC, qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
+        self.obs = ObsSetSubscriber(self, self.robot, on_set=self._on_set)
+        self.diag.extra.append(lambda: {"count.rejected.obs": self.obs.rejected})
+        self.create_subscription(Header, REPLAN_TOPIC, self._on_replan, qos_profile(TOPIC_QOS[REPLAN_TOPIC]))
+        self.create_subscription(String, INSTRUCTION_TOPIC, self._on_instruction,
+                                 qos_profile(TOPIC_QOS[INSTRUCTION_TOPIC]))
+        self.create_subscription(JointTrajectory, WAYPOINTS_TOPIC, self._on_waypoints,
+                                 qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
+        self.create_service(Trigger, RESUME_SERVICE, self._on_resume)
+        self.get_logger().info(f"{self.robot.robot_type}: planning {p['num_waypoints']} waypoints with "
+                               f"{p['checkpoint']} on {p['device']}; instruction {self.instruction!r}")
+        gc.freeze()  # the loaded model's objects are static: keep them out of the collector (no GC pauses in the
+        #              control loop, and no multi-second collection at exit)
+
+    # ---- inputs ----------------------------------------------------------------------------------------------
+    def _on_set(self, obs: ObsSet) -> None:
+        newest = self._sets[-1][1].stamp_ns if self._sets else None
+        if newest is not None and obs.stamp_ns < newest - _JUMP_NS:  # bag restarted / simulation reset
+            self._sets.clear()
+            self.epoch += 1
+            if self._trigger is not None and self._trigger.kind == "replan":
+                self._trigger = None
+            self.diag.count("time_jumps")
+        self._arrivals += 1
+        self._sets.append((self._arrivals, obs))
+        self._dispatch()
+
+    def _on_replan(self, msg: Header) -> None:
+        if self.stopped:
+            self.diag.count("ignored.replan_while_stopped")
+            return
+        self.diag.count("replan_requests")
+        self._set_trigger(_Trigger("replan", stamp_ns=stamp_to_ns(msg.stamp), received=time.monotonic()))
+
+    def _on_instruction(self, msg: String) -> None:
+        self.instruction = msg.data
+        self.stopped = False
+        self.epoch += 1
+        self.diag.count("instructions")
+        self.get_logger().info(f"new instruction {msg.data!r}")
+        self._set_trigger(self._open_request() or
+                          _Trigger("instruction", after_index=self._arrivals, received=time.monotonic()))
+
+    def _open_request(self) -> _Trigger | None:
+        """A replan request not answered yet (pending, or being planned with the old instruction)."""
+        if self._trigger is not None and self._trigger.kind == "replan":
+            return self._trigger
+        if self._future is not None and self._job.trigger.kind == "replan":
+            return self._job.trigger
+        return None
+
+    def _on_waypoints(self, msg: JointTrajectory) -> None:
+        if not is_stop_message(msg) or self.stopped:
+            return
+        self.stopped = True
+        self.epoch += 1
+        self._trigger = None
+        self.diag.count("stops")
+        self.get_logger().warning("stop received: no re-planning until a new instruction or /wp/resume")
+        self.diag.alert()
+
+    def _on_resume(self, request, response):
+        self.stopped = False
+        self.epoch += 1
+        self._set_trigger(_Trigger("resume", after_index=self._arrivals, received=time.monotonic()))
+        self.diag.count("resumes")
+        response.success = True
+        response.message = "resuming: planning from the next observation" + (
+            "" if self.instruction else " once an instruction arrives on /wp/instruction")
+        return response
+
+    def _set_trigger(self, trigger: _Trigger) -> None:
+        if self._trigger is not None and self._trigger is not trigger:
+            self.diag.count("coalesced")
+        self._trigger = trigger
+        self._dispatch()
+
+    # ---- planning --------------------------------------------------------------------------------------------
+    def _select(self, trigger: _Trigger) -> ObsSet | None:
+        """The observation set a trigger plans from, or None while it has not arrived."""
+        if trigger.kind != "replan":
+            return next((o for i, o in self._sets if i > trigger.after_index), None)
+        if not self.sim_time:
+            return self._sets[-1][1] if self._sets and self._sets[-1][1].stamp_ns >= trigger.stamp_ns else None
+        exact = next((o for _, o in self._sets if o.stamp_ns == trigger.stamp_ns), None)
+        return exact or next((o for _, o in self._sets if o.stamp_ns > trigger.stamp_ns), None)
+
+    def _dispatch(self) -> None:
+        """Start the pending trigger's plan if the worker is free, there is an instruction and its set is here."""
+        trigger = self._trigger
+        if trigger is None or self._future is not None or self.stopped or not self.instruction:
+            return
+        obs = self._select(trigger)
+        if obs is None:
+            return
+        self._trigger = None
+        if self._job is not None and (self._job.epoch, self._job.obs.stamp_ns) == (self.epoch, obs.stamp_ns):
+            self.diag.count("ignored.duplicate")  # already planned from this set for this instruction
+            if trigger.kind == "replan" and self._published is not None and self._published[0] == self._job:
+                # the requester asks again for a plan it already got: it dropped it (it arrived before the set it
+                # was made from, e.g. an instruction-triggered plan at an episode start): send the same plan again
+                self.pub.publish(self._published[1])
+                self.diag.count("republished")
+            return
+        latency = self.get_parameter("emulate_latency_ms").value * 1e-3
+        self._job = _Job(obs, self.instruction, self.epoch, trigger, latency)
+        self._future = self._pool.submit(self._infer, self._job)
+        self._future.add_done_callback(lambda _: self._done.trigger())
+
+    def _infer(self, job: _Job) -> tuple[Plan, float]:
+        """Worker thread: the model call (padded to emulate_latency_ms); returns (plan, seconds)."""
+        t0 = time.monotonic()
+        plan = self.policy.plan(job.obs, job.instruction)
+        time.sleep(max(0.0, t0 + job.min_latency_s - time.monotonic()))
+        return plan, time.monotonic() - t0
+
+    def _on_plan_done(self) -> None:
+        future, job, self._future = self._future, self._job, None
+        if future is None:
+            return
+        try:
+            plan, seconds = future.result()
+        except Exception as exc:  # a bad observation or a model error must not kill the node
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            self.diag.count("errors")
+            self.get_logger().error(f"planning failed: {self._last_error}")
+            self.diag.alert()
+        else:
+            self._last_error = ""
+            self._publish(plan, job, seconds)
+        self._dispatch()
+
+    def _publish(self, plan: Plan, job: _Job, seconds: float) -> None:
+        self.diag.latency("plan", seconds)
+        if job.epoch != self.epoch:  # a stop, resume, new instruction or time jump came in meanwhile
+            self.diag.count("discarded")
+            return
+        msg = plan_to_message(plan, self.robot)
+        self.pub.publish(msg)
+        self._published = (job, msg)
+        now = time.monotonic()
+        self.diag.count("plans")
+        self.diag.event("plans")
+        self.diag.latency("request_to_publish", now - job.trigger.received)
+        self.diag.latency("obs_to_publish", self.get_clock().now().nanoseconds * 1e-9 - job.obs.received)
+        if plan.is_stop:
+            self.get_logger().info("the model predicted a stop (d_1 = 0)")
+
+    def _status(self) -> tuple[bytes, str]:
+        if self._last_error:
+            return ERROR, f"last plan failed: {self._last_error}"
+        if self.stopped:
+            return WARN, "stopped: waiting for a new instruction or /wp/resume"
+        if not self.instruction:
+            return WARN, "waiting for an instruction on /wp/instruction"
+        if not self._sets:
+            return WARN, "waiting for observation sets on /wp/obs"
+        return OK, "planning" if self._future is not None else "ready"
+
+    def destroy_node(self):
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return super().destroy_node()
+
+
+def main(args=None):
+    run_node(PlannerNode, args, name="planner")
+
+
+if __name__ == "__main__":
+    main()

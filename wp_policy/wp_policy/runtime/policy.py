@@ -1,0 +1,213 @@
+"""WaypointPolicy: the one declared transform order, shared by the direct sim loop and the ROS nodes.
+
+    plan:  observation (physical) -> resize-with-pad, [-1, 1] / proprio_to_model -> q99 normalise -> prompt
+           -> VLM constrained decoding (normalised waypoints) -> unnormalise -> proprio_to_physical -> Plan
+    fill:  pair (physical start, end, d) -> proprio_to_model -> normalise -> AE sample_actions (first d steps)
+           -> clip [-1, 1] -> unnormalise -> action_to_execution -> actions the robot receives
+
+These are the inverses of what the training datasets apply (``wp_training.vlm_dataset`` / ``ae_dataset``), with the
+same stats file for both models. Waypoints leave :meth:`WaypointPolicy.plan` in physical units because that is how
+they travel on /wp/waypoints; :meth:`WaypointPolicy.fill` takes them back in the same units, so the direct loop and
+the ROS graph normalise identical float64 values.
+
+The AE's noise is drawn from a generator seeded with ``(seed, observation stamp, end waypoint)``
+(:func:`fill_seed`), so replaying the same observations gives the same actions whichever process computes them.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wp_policy import batch as B
+from wp_policy.config_io import load_config
+from wp_policy.image_proc import resize_with_pad
+from wp_policy.normalize import DatasetStats, Normalizer, load_stats
+from wp_policy.obs_sync import ObsSet
+from wp_policy.robot_config import RobotConfig, load_robot_config
+from wp_policy.runtime.plan import Plan, Waypoint
+from wp_policy.tokenizer import TextTokenizer, TokenLayout, WaypointTokenizer
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    robot: str  # robot config name (libero, r1lite) or YAML path
+    vlm_checkpoint: str = ""  # directory written by save_pretrained (empty: no planner, e.g. the filler node)
+    ae_checkpoint: str = ""  # directory written by save_pretrained (empty: no filler, e.g. the planner node)
+    stats_path: str = ""  # q99 stats JSON shared by both models (file, or a directory holding one)
+    tokenizer_path: str = ""  # SentencePiece model (PaliGemma's in production)
+    device: str = "cpu"
+    num_waypoints: int = 7  # M, waypoints per plan
+    num_flow_steps: int = 10  # Euler steps of the AE sampler
+    seed: int = 0  # AE noise seed (combined with the observation stamp, see fill_seed)
+    max_token_len: int = 256
+
+    def __post_init__(self):
+        if self.num_waypoints < 1 or self.num_flow_steps < 1:
+            raise ValueError(f"num_waypoints ({self.num_waypoints}) and num_flow_steps ({self.num_flow_steps}) "
+                             "must be >= 1")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if not (self.vlm_checkpoint or self.ae_checkpoint):
+            raise ValueError("a policy needs at least one of vlm_checkpoint and ae_checkpoint")
+        missing = [k for k in ("stats_path", "tokenizer_path") if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"policy config: {', '.join(missing)} must be set")
+
+    def resolve(self, base: Path) -> PolicyConfig:
+        """Relative paths are relative to the config file that named them."""
+        keys = ("vlm_checkpoint", "ae_checkpoint", "stats_path", "tokenizer_path")
+        relative = [k for k in keys if getattr(self, k) and not Path(getattr(self, k)).is_absolute()]
+        return replace(self, **{k: str(base / getattr(self, k)) for k in relative})
+
+
+def load_policy_config(path: str | Path, overrides: dict | None = None) -> PolicyConfig:
+    return load_config(PolicyConfig, path, overrides).resolve(Path(path).resolve().parent)
+
+
+def stamp_seed(seed: int, stamp_ns: int) -> int:
+    """A 63-bit generator seed from the run seed and an observation stamp (deterministic across processes)."""
+    x = (int(seed) * 0x9E3779B97F4A7C15 + int(stamp_ns)) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 33
+    x = (x * 0xFF51AFD7ED558CCD) & 0xFFFFFFFFFFFFFFFF
+    return (x ^ (x >> 33)) & 0x7FFFFFFFFFFFFFFF
+
+
+def fill_seed(seed: int, stamp_ns: int, end: np.ndarray) -> int:
+    """Seed of one fill: two pairs filled from the same observation (lookahead) still get different noise."""
+    tag = zlib.crc32(np.ascontiguousarray(end, dtype=np.float64).tobytes())
+    return stamp_seed(seed, int(stamp_ns) ^ (tag << 31))
+
+
+class WaypointPolicy:
+    """Plans and fills for one robot; holds the models, tokenizer, normalisers and robot config."""
+
+    def __init__(self, robot: RobotConfig, vlm, ae, tokenizer: WaypointTokenizer, stats: DatasetStats,
+                 config: PolicyConfig):
+        self.robot, self.vlm, self.ae, self.tokenizer, self.config = robot, vlm, ae, tokenizer, config
+        stats.check_dims(robot.action.dim, robot.proprio.dim, where=config.stats_path)
+        self.proprio_norm = Normalizer(stats.proprio, robot.proprio.norm_mask)
+        self.action_norm = Normalizer(stats.action, robot.action.norm_mask)
+        self.device = torch.device(config.device)
+
+    @classmethod
+    def from_config(cls, config: PolicyConfig) -> WaypointPolicy:
+        """Load the robot config, stats, tokenizer and whichever models the config names."""
+        from wp_policy.models import from_pretrained
+
+        robot = load_robot_config(config.robot)
+        stats = load_stats(config.stats_path)
+        vlm = from_pretrained(config.vlm_checkpoint, device=config.device).eval() if config.vlm_checkpoint else None
+        ae = from_pretrained(config.ae_checkpoint, device=config.device).eval() if config.ae_checkpoint else None
+        check_models(robot, vlm, ae, config)
+        layout = TokenLayout((vlm or ae).config.vocab_size)
+        tokenizer = WaypointTokenizer(
+            TextTokenizer(config.tokenizer_path), layout, robot.proprio.dim, config.num_waypoints, config.max_token_len
+        )
+        return cls(robot, vlm, ae, tokenizer, stats, config)
+
+    # ---- observation -> model inputs -------------------------------------------------------------------------
+    def normalized_proprio(self, proprio: np.ndarray) -> np.ndarray:
+        """Physical proprio ``[P]`` -> model space -> q99 ``[P]`` (a ValueError names NaN / wrong size)."""
+        try:
+            return self.proprio_norm.normalize(self.robot.proprio_to_model(proprio))
+        except ValueError as exc:
+            raise ValueError(f"proprio {np.asarray(proprio).tolist()}: {exc}") from None
+
+    def physical_proprio(self, normalized: np.ndarray) -> np.ndarray:
+        return self.robot.proprio_to_physical(self.proprio_norm.unnormalize(normalized))
+
+    def image_inputs(self, obs: ObsSet, image_keys: tuple[str, ...], size: int) -> tuple[dict, dict]:
+        """Views -> ``IMAGES`` float32 [1, 3, S, S] in [-1, 1] and ``IMAGE_MASKS`` bool [1] per model key.
+
+        A model key this robot has no camera for gets zeros and mask False, as in training.
+        """
+        by_key = {c.model_key: c.view for c in self.robot.cameras}
+        images, masks = {}, {}
+        for key in image_keys:
+            view = by_key.get(key)
+            if view is None:
+                images[key] = torch.zeros(1, 3, size, size)
+                masks[key] = torch.zeros(1, dtype=torch.bool)
+                continue
+            if view not in obs.images:
+                raise ValueError(f"observation has no image for view {view!r} (has {sorted(obs.images)})")
+            rgb = resize_with_pad(np.asarray(obs.images[view]), size, size)
+            images[key] = torch.tensor(rgb).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
+            masks[key] = torch.ones(1, dtype=torch.bool)
+        dev = self.device
+        return {k: v.to(dev) for k, v in images.items()}, {k: v.to(dev) for k, v in masks.items()}
+
+    # ---- planning --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def plan(self, obs: ObsSet, instruction: str) -> Plan:
+        """Up to M waypoints in physical units, stamped with the observation's stamp (durations 0..HORIZON)."""
+        if self.vlm is None:
+            raise RuntimeError("this policy was loaded without a VLM checkpoint; it can only fill")
+        cfg = self.vlm.config
+        prompt = self.tokenizer.encode_prompt(instruction, self.normalized_proprio(obs.proprio))
+        images, masks = self.image_inputs(obs, cfg.image_keys, cfg.vision.image_size)
+        tokens, mask, ar = (torch.from_numpy(np.asarray(a))[None].to(self.device)
+                            for a in (prompt.tokens, prompt.input_mask, prompt.ar_mask))
+        result = self.vlm.plan(images, masks, tokens, mask, ar, num_waypoints=self.config.num_waypoints,
+                               max_duration=min(cfg.layout.max_duration, B.HORIZON))  # the AE fills <= HORIZON
+        n = int(result.num_valid[0])
+        proprio = result.proprio[0, :n].double().numpy()
+        durations = result.durations[0, :n].numpy()
+        return Plan(tuple(Waypoint(self.physical_proprio(p), int(d)) for p, d in zip(proprio, durations)),
+                    obs.stamp_ns)
+
+    # ---- filling ---------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def fill(self, obs: ObsSet, instruction: str, start: np.ndarray, end: np.ndarray, duration: int) -> np.ndarray:
+        """Actions for one waypoint pair: ``float64 [duration, action_dim]`` in execution space."""
+        if self.ae is None:
+            raise RuntimeError("this policy was loaded without an AE checkpoint; it can only plan")
+        if not 1 <= duration <= B.HORIZON:
+            raise ValueError(f"duration must be in 1..{B.HORIZON} to fill a chunk, got {duration}")
+        cfg = self.ae.config
+        start_n, end_n = self.normalized_proprio(start), self.normalized_proprio(end)
+        prompt = self.tokenizer.prompt_tokens(instruction, start_n)
+        images, masks = self.image_inputs(obs, cfg.image_keys, cfg.vision.image_size)
+        batch = {
+            B.IMAGES: images,
+            B.IMAGE_MASKS: masks,
+            B.TOKENS: torch.tensor([prompt], dtype=torch.long, device=self.device),
+            B.INPUT_MASK: torch.ones(1, len(prompt), dtype=torch.bool, device=self.device),
+            B.START_PROPRIO: self._pad(start_n, cfg.proprio_dim),
+            B.END_PROPRIO: self._pad(end_n, cfg.proprio_dim),
+            B.DURATION: torch.tensor([duration], dtype=torch.long, device=self.device),
+        }
+        gen = torch.Generator(device=self.device).manual_seed(fill_seed(self.config.seed, obs.stamp_ns, end))
+        chunk = self.ae.sample_actions(batch, generator=gen, num_steps=self.config.num_flow_steps)  # [1, T, A]
+        actions = chunk[0, :duration, : self.robot.action.dim].double().cpu().numpy()
+        return self.robot.action_to_execution(self.action_norm.unnormalize(np.clip(actions, -1.0, 1.0)))
+
+    def _pad(self, x: np.ndarray, dim: int) -> torch.Tensor:
+        """``[D]`` -> float32 ``[1, dim]`` zero-padded (the models' padded proprio width)."""
+        out = torch.zeros(1, dim, device=self.device)
+        out[0, : x.shape[-1]] = torch.from_numpy(np.asarray(x, dtype=np.float32))
+        return out
+
+
+def check_models(robot: RobotConfig, vlm, ae, config: PolicyConfig) -> None:
+    """Refuse checkpoints that cannot serve this robot, naming the file and the mismatch."""
+    if vlm is not None and vlm.config.proprio_dim != robot.proprio.dim:
+        raise ValueError(f"{config.vlm_checkpoint}: the VLM plans {vlm.config.proprio_dim}-D waypoints but robot "
+                         f"{robot.robot_type} has {robot.proprio.dim} proprio dims")
+    if ae is not None and (ae.config.action_dim < robot.action.dim or ae.config.proprio_dim < robot.proprio.dim):
+        raise ValueError(f"{config.ae_checkpoint}: the AE takes {ae.config.proprio_dim} proprio / "
+                         f"{ae.config.action_dim} action dims, robot {robot.robot_type} needs {robot.proprio.dim} / "
+                         f"{robot.action.dim}")
+    if vlm is not None and ae is not None and vlm.config.vocab_size != ae.config.vocab_size:
+        raise ValueError(f"the VLM ({vlm.config.vocab_size}) and the AE ({ae.config.vocab_size}) use different "
+                         "vocabularies; they must share one tokenizer")
+    cams = {c.model_key for c in robot.cameras}
+    for name, model in (("VLM", vlm), ("AE", ae)):
+        if model is not None and not cams & set(model.config.image_keys):
+            raise ValueError(f"the {name} reads image keys {list(model.config.image_keys)}, none of which is a "
+                             f"camera of robot {robot.robot_type} ({sorted(cams)})")
