@@ -31,4 +31,7 @@ fi
 echo "[setup] installing Python dependencies (first run: ~4 min, ~4.6 GB)"
 $PIP install -q -c requirements/lock.txt -r requirements/base.txt -r requirements/train.txt -r requirements/dev.txt
 $PIP install -q --no-deps --config-settings editable_mode=compat -e wp_policy -e wp_training
+# wp_policy's setup.cfg puts executables in lib/wp_policy (where `ros2 run` looks in a colcon install); in the venv
+# they also belong on PATH, so link them into bin/.
+for exe in "$VENV"/lib/wp_policy/*; do ln -sf "../lib/wp_policy/$(basename "$exe")" "$VENV/bin/$(basename "$exe")"; done
 echo "[setup] done: $($VENV/bin/python -c 'import torch, transformers, rclpy, robosuite, wp_policy, wp_training; print("torch", torch.__version__, "transformers", transformers.__version__)' 2>/dev/null)"

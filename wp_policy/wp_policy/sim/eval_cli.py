@@ -1,0 +1,398 @@
+"""wp-eval: evaluate a waypoint policy directly in simulation (no ROS), with LIBERO's protocol.
+
+    wp-eval --config configs/eval/eval_lift.yaml
+    wp-eval --config configs/eval/eval_lift.yaml --set trials_per_task=5 --set workers=2 --output-dir runs/eval/try
+
+Episodes (tasks x trials) are spread over ``workers`` spawned processes; each builds its env and policy once and runs
+:func:`wp_policy.sim.rollout.run_episode`. Every finished episode is written to ``<output_dir>/episodes/<task>_t<i>
+.json`` at once, so an interrupted run resumes where it stopped (finished episodes are skipped; a changed config is
+refused unless ``--overwrite``). At the end: ``results.json`` (per-episode records, per-task and overall success
+rates, latencies), a printed table, ``success_rate.png`` and one MP4 per episode under ``videos/``.
+
+Episodes always run in child processes, even with one worker: rendering must never share a process with TensorFlow
+(see :func:`wp_policy.sim.robosuite_env.check_render_process`), and the parent stays free of simulator state.
+Results are reproducible: robosuite trials reset with ``seed + trial`` (or ``seeds[trial]``), LIBERO trials with the
+suite's init state ``trial``, and the policy's noise is seeded from observation stamps; bitwise-equal actions also
+need the same ``torch_threads`` (CPU float reductions depend on the thread count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from wp_policy.config_io import ConfigError, load_config, parse_overrides, to_dict
+from wp_policy.runtime.policy import PolicyConfig, load_policy_config
+from wp_policy.runtime.runner import REPLAN_MODES
+from wp_policy.sim.protocol import EVAL_SEED, NUM_TRIALS_PER_TASK, NUM_WAIT_STEPS
+from wp_policy.sim.registry import SimEnvConfig, make_env, parse_env_name
+from wp_policy.sim.rollout import EpisodeResult, EpisodeSpec
+
+RESULTS_FILE = "results.json"
+CHART_FILE = "success_rate.png"
+CONFIG_FILE = "eval_config.json"
+# fields that do not change what an episode does: a resumed run may change them (e.g. add trials or tasks)
+_RESUME_FREE = ("workers", "output_dir", "torch_threads", "tasks", "trials_per_task", "record_video")
+
+
+class EpisodeError(RuntimeError):
+    """An episode raised in a worker (policy files that do not load, a simulator failure); names the episode."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One evaluation run. Defaults follow LIBERO's protocol (50 trials per task, seed 7, 10 wait steps)."""
+
+    env: SimEnvConfig = field(default_factory=SimEnvConfig)
+    policy_config: str = ""  # PolicyConfig YAML (relative: to this file); or give `policy` inline
+    policy: PolicyConfig | None = None  # inline PolicyConfig fields (paths relative to this file)
+    tasks: tuple[str, ...] = ()  # empty: every task of the env, in the env's order
+    trials_per_task: int = NUM_TRIALS_PER_TASK
+    seed: int = EVAL_SEED  # robosuite trial i resets with seed + i (LIBERO: init state i, env seeded by the suite)
+    seeds: tuple[int, ...] = ()  # explicit reset seed per trial (robosuite); overrides `seed`
+    num_wait_steps: int = NUM_WAIT_STEPS
+    max_steps: int = 0  # policy steps per episode; 0: the task's budget (LIBERO: the suite's)
+    max_steps_per_task: dict[str, int] = field(default_factory=dict)  # per-task budget, wins over max_steps
+    replan_mode: str = "after_last"  # after_last | lookahead (see wp_policy.runtime.runner)
+    lead_ticks: int = 4  # lookahead: ask for the next plan when this many actions are left
+    workers: int = 1  # episode worker processes
+    torch_threads: int = 0  # intra-op threads per worker; 0: cpu_count // workers
+    record_video: bool = True
+    output_dir: str = "runs/eval"  # relative: to the current directory
+
+    def __post_init__(self):
+        if bool(self.policy_config) == (self.policy is not None):
+            raise ValueError("give exactly one of policy_config (a PolicyConfig YAML path) and policy (inline fields)")
+        for name in ("trials_per_task", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_wait_steps", "max_steps", "lead_ticks", "torch_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.replan_mode not in REPLAN_MODES:
+            raise ValueError(f"replan_mode must be one of {list(REPLAN_MODES)}, got {self.replan_mode!r}")
+        if self.seeds and len(self.seeds) != self.trials_per_task:
+            raise ValueError(f"seeds has {len(self.seeds)} values but trials_per_task is {self.trials_per_task}")
+        bad = {t: n for t, n in self.max_steps_per_task.items() if n <= 0}
+        if bad:
+            raise ValueError(f"max_steps_per_task values must be positive, got {bad}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks must not repeat, got {list(self.tasks)}")
+        if not self.output_dir:
+            raise ValueError("output_dir must not be empty")
+
+    @property
+    def uses_init_states(self) -> bool:
+        """LIBERO trials start from the suite's fixed init states; the stand-ins from seeded placements."""
+        return parse_env_name(self.env.env)[0] == "libero"
+
+
+def load_eval_config(path: str | Path, overrides: dict | None = None) -> tuple[EvalConfig, PolicyConfig]:
+    """The eval config and its resolved PolicyConfig (relative paths resolved against ``path``'s folder)."""
+    path = Path(path)
+    config = load_config(EvalConfig, path, overrides)
+    base = path.resolve().parent
+    if config.policy is not None:
+        return config, config.policy.resolve(base)
+    policy_path = Path(config.policy_config)
+    policy_path = policy_path if policy_path.is_absolute() else base / policy_path
+    if not policy_path.is_file():
+        raise ConfigError(f"{path}: policy_config: policy config file {policy_path} not found")
+    return config, load_policy_config(policy_path)
+
+
+# ---- planning the episodes -------------------------------------------------------------------------------------
+def episode_specs(config: EvalConfig) -> list[EpisodeSpec]:
+    """Every episode of the run in a stable order; checks task names against the env (no simulator started)."""
+    with make_env(config.env) as env:  # builds no scene yet: cheap, and LIBERO's missing files fail here
+        known = {t.name: t for t in env.tasks}
+        tasks = config.tasks or tuple(known)
+        unknown = [t for t in (*tasks, *config.max_steps_per_task) if t not in known]
+        if unknown:
+            raise ConfigError(f"unknown task(s) {unknown} for env {config.env.env!r}; known: {list(known)}")
+        if config.uses_init_states:
+            for task in tasks:
+                available = len(env.init_states(task))
+                if config.trials_per_task > available:
+                    raise ConfigError(f"trials_per_task {config.trials_per_task} > the {available} init states of "
+                                      f"task {task!r}")
+    specs = []
+    for task in tasks:
+        budget = config.max_steps_per_task.get(task) or config.max_steps or known[task].max_steps
+        for trial in range(config.trials_per_task):
+            if config.uses_init_states:
+                seed, init_state = None, trial
+            else:
+                seed, init_state = (config.seeds[trial] if config.seeds else config.seed + trial), None
+            specs.append(EpisodeSpec(task, trial, seed, init_state, budget, config.num_wait_steps))
+    return specs
+
+
+def check_policy_files(policy: PolicyConfig) -> None:
+    """Fail before any worker starts: evaluation needs both models, and every file the policy names."""
+    missing = [k for k in ("vlm_checkpoint", "ae_checkpoint") if not getattr(policy, k)]
+    if missing:
+        raise ConfigError(f"policy: evaluation needs a planner and a filler; {', '.join(missing)} not set")
+    for key in ("vlm_checkpoint", "ae_checkpoint", "stats_path", "tokenizer_path"):
+        if not Path(getattr(policy, key)).exists():
+            raise ConfigError(f"policy: {key} {getattr(policy, key)} does not exist")
+
+
+def episode_path(output_dir: Path, spec: EpisodeSpec) -> Path:
+    return output_dir / "episodes" / f"{spec.key}.json"
+
+
+def check_resume(output_dir: Path, config: EvalConfig, policy: PolicyConfig, overwrite: bool) -> None:
+    """Refuse to mix episodes of different configs in one output dir (unless ``overwrite`` clears it)."""
+    record = {"eval": _fingerprint(config), "policy": to_dict(policy)}
+    saved = output_dir / CONFIG_FILE
+    if overwrite and output_dir.exists():
+        for sub in ("episodes", "videos"):
+            shutil.rmtree(output_dir / sub, ignore_errors=True)
+        for name in (RESULTS_FILE, CHART_FILE, CONFIG_FILE):
+            (output_dir / name).unlink(missing_ok=True)
+    elif saved.is_file():
+        previous = json.loads(saved.read_text())
+        if previous != record:
+            changed = sorted(
+                f"{part}.{k}" for part in record for k in set(record[part]) | set(previous.get(part, {}))
+                if record[part].get(k) != previous.get(part, {}).get(k)
+            )
+            raise ConfigError(f"{output_dir} holds episodes of a different evaluation (changed: {changed}); "
+                              "use another output_dir or pass --overwrite to start over")
+    (output_dir / "episodes").mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(record, indent=1))
+
+
+def _fingerprint(config: EvalConfig) -> dict:
+    data = to_dict(config)
+    for key in _RESUME_FREE:
+        data.pop(key)
+    data.pop("policy")  # compared as the resolved PolicyConfig instead
+    data.pop("policy_config")
+    return json.loads(json.dumps(data))  # tuples -> lists, as read back from the file
+
+
+# ---- worker processes ------------------------------------------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _init_worker(config: EvalConfig, policy: PolicyConfig, output_dir: str, threads: int) -> None:
+    """Runs in each spawned worker; the env and policy are built on its first episode (errors then reach the
+    parent through the episode's future instead of killing the pool)."""
+    _WORKER.update(config=config, policy_config=policy, output_dir=Path(output_dir), threads=threads)
+
+
+def _run_in_worker(spec: EpisodeSpec) -> dict:
+    from wp_policy.sim.rollout import run_episode
+
+    w = _WORKER
+    if "env" not in w:
+        import torch
+
+        from wp_policy.runtime.policy import WaypointPolicy
+
+        torch.set_num_threads(w["threads"])
+        pc: PolicyConfig = w["policy_config"]
+        try:
+            w["policy"] = WaypointPolicy.from_config(pc)
+        except Exception as exc:  # e.g. a corrupt safetensors file, whose own error names no file
+            raise RuntimeError(f"loading the policy failed (vlm_checkpoint {pc.vlm_checkpoint}, ae_checkpoint "
+                               f"{pc.ae_checkpoint}): {type(exc).__name__}: {exc}") from exc
+        w["env"] = make_env(w["config"].env)
+    cfg: EvalConfig = w["config"]
+    video_dir = w["output_dir"] / "videos" if cfg.record_video else None
+    result = run_episode(w["env"], w["policy"], spec, replan_mode=cfg.replan_mode, record_video=video_dir,
+                         lead_ticks=cfg.lead_ticks)
+    result.save(episode_path(w["output_dir"], spec))
+    return summary_record(result)
+
+
+def run_episodes(config: EvalConfig, policy: PolicyConfig, specs: list[EpisodeSpec], output_dir: Path,
+                 progress: bool = True) -> None:
+    """Run ``specs`` over the worker pool; each finished episode is on disk before the next is reported."""
+    if not specs:
+        return
+    from tqdm import tqdm
+
+    workers = min(config.workers, len(specs))
+    threads = config.torch_threads or max(1, (os.cpu_count() or 1) // workers)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                               initargs=(config, policy, str(output_dir), threads))
+    try:
+        with tqdm(total=len(specs), desc="episodes", unit="ep", disable=not progress) as bar:
+            spec_of = {pool.submit(_run_in_worker, s): s for s in specs}
+            futures, successes = set(spec_of), 0
+            while futures:
+                done, futures = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    if fut.exception() is not None:
+                        exc = fut.exception()
+                        raise EpisodeError(f"episode {spec_of[fut].key} failed: {type(exc).__name__}: {exc}") from exc
+                    successes += fut.result()["success"]
+                    bar.update(1)
+                    bar.set_postfix(success=f"{successes}/{bar.n}")
+    except BaseException:  # an episode failed or Ctrl-C: stop at once; finished episodes are already on disk
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+# ---- results ---------------------------------------------------------------------------------------------------
+def summary_record(result: EpisodeResult) -> dict:
+    """An episode's record in results.json: everything but the action array (that stays in its episode file)."""
+    data = result.to_json()
+    data.pop("actions")
+    return data
+
+
+def _latency_stats(values: list[float]) -> dict:
+    if not values:
+        return {"count": 0}
+    arr = np.asarray(values, dtype=np.float64)
+    return {"count": int(arr.size), "mean_s": float(arr.mean()), "p50_s": float(np.percentile(arr, 50)),
+            "p90_s": float(np.percentile(arr, 90)), "max_s": float(arr.max())}
+
+
+def summarize(results: list[EpisodeResult], tasks: list[str]) -> dict:
+    """Per-task and overall success rates and latencies (tasks in run order)."""
+    per_task = {}
+    for task in tasks:
+        rs = [r for r in results if r.task == task]
+        n, ok = len(rs), sum(r.success for r in rs)
+        per_task[task] = {"episodes": n, "successes": ok, "success_rate": ok / n if n else 0.0,
+                          "mean_steps": float(np.mean([r.steps for r in rs])) if rs else 0.0}
+    n, ok = len(results), sum(r.success for r in results)
+    return {
+        "per_task": per_task,
+        "overall": {"episodes": n, "successes": ok, "success_rate": ok / n if n else 0.0,
+                    "task_mean_success_rate": float(np.mean([v["success_rate"] for v in per_task.values()]))
+                    if per_task else 0.0},
+        "terminations": {t: sum(r.termination == t for r in results) for t in ("success", "max_steps", "stopped")},
+        "latency": {"plan": _latency_stats([x for r in results for x in r.plan_latency_s]),
+                    "fill": _latency_stats([x for r in results for x in r.fill_latency_s])},
+    }
+
+
+def format_table(summary: dict) -> str:
+    rows = [(t, v["episodes"], v["successes"], v["success_rate"], v["mean_steps"])
+            for t, v in summary["per_task"].items()]
+    o = summary["overall"]
+    width = max([len("task"), len("overall"), *(len(r[0]) for r in rows)])
+    lines = [f"{'task':<{width}}  episodes  successes  success  mean steps", "-" * (width + 42)]
+    lines += [f"{t:<{width}}  {n:>8}  {s:>9}  {rate:>6.1%}  {steps:>10.1f}" for t, n, s, rate, steps in rows]
+    lines += ["-" * (width + 42), f"{'overall':<{width}}  {o['episodes']:>8}  {o['successes']:>9}  "
+              f"{o['success_rate']:>6.1%}"]
+    lat = summary["latency"]
+    for name in ("plan", "fill"):
+        if lat[name]["count"]:
+            lines.append(f"{name} latency: mean {lat[name]['mean_s'] * 1e3:.1f} ms, p90 "
+                         f"{lat[name]['p90_s'] * 1e3:.1f} ms over {lat[name]['count']} calls")
+    return "\n".join(lines)
+
+
+def write_chart(summary: dict, path: Path, title: str) -> Path:
+    """Horizontal bar chart of per-task success rates plus the overall rate (PNG, matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [*summary["per_task"], "overall"]
+    rates = [v["success_rate"] for v in summary["per_task"].values()] + [summary["overall"]["success_rate"]]
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.4 * len(names)))
+    bars = ax.barh(range(len(names)), [100 * r for r in rates], color=["tab:blue"] * (len(names) - 1) + ["tab:green"])
+    ax.set_yticks(range(len(names)), [n if len(n) <= 48 else n[:45] + "..." for n in names])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("success rate (%)")
+    ax.set_title(title)
+    ax.bar_label(bars, fmt="%.0f%%", padding=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def collect_results(specs: list[EpisodeSpec], output_dir: Path) -> list[EpisodeResult]:
+    return [EpisodeResult.load(episode_path(output_dir, s)) for s in specs]
+
+
+def write_results(config: EvalConfig, policy: PolicyConfig, specs: list[EpisodeSpec], output_dir: Path) -> dict:
+    """results.json + success_rate.png from the episode files; returns the summary."""
+    results = collect_results(specs, output_dir)
+    tasks = list(dict.fromkeys(s.task for s in specs))
+    summary = summarize(results, tasks)
+    doc = {"env": config.env.env, "policy": to_dict(policy), "config": to_dict(config), **summary,
+           "episodes": [summary_record(r) for r in results]}
+    tmp = output_dir / (RESULTS_FILE + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(output_dir / RESULTS_FILE)
+    write_chart(summary, output_dir / CHART_FILE, f"{config.env.env} ({config.replan_mode})")
+    return summary
+
+
+def evaluate(config: EvalConfig, policy: PolicyConfig, overwrite: bool = False, progress: bool = True) -> dict:
+    """The whole run: plan episodes, skip finished ones, run the rest, write results; returns the summary."""
+    output_dir = Path(config.output_dir)
+    specs = episode_specs(config)
+    check_policy_files(policy)
+    check_resume(output_dir, config, policy, overwrite)
+    todo = [s for s in specs if not episode_path(output_dir, s).is_file()]
+    if len(todo) < len(specs):
+        print(f"resuming: {len(specs) - len(todo)} of {len(specs)} episodes already done in {output_dir}")
+    run_episodes(config, policy, todo, output_dir, progress)
+    return write_results(config, policy, specs, output_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wp-eval", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="example:\n  wp-eval --config configs/eval/eval_lift.yaml "
+                                            "--set trials_per_task=5 --workers 2\n")
+    parser.add_argument("--config", required=True, help="eval config YAML (configs/eval/*.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field (dotted keys, YAML values), e.g. --set env.image_size=128")
+    parser.add_argument("--output-dir", help="where episodes, videos and results go (default: the config's)")
+    parser.add_argument("--workers", type=int, help="episode worker processes (default: the config's)")
+    parser.add_argument("--overwrite", action="store_true", help="discard earlier episodes in the output dir")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        overrides = parse_overrides(args.overrides)
+        if args.output_dir:
+            overrides["output_dir"] = args.output_dir
+        if args.workers is not None:
+            overrides["workers"] = args.workers
+        config, policy = load_eval_config(args.config, overrides)
+        summary = evaluate(config, policy, overwrite=args.overwrite, progress=not args.no_progress)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"wp-eval: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # SimUnavailableError and EpisodeError
+        print(f"wp-eval: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("wp-eval: interrupted; finished episodes are saved, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    print(format_table(summary))
+    print(f"results: {Path(config.output_dir) / RESULTS_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
