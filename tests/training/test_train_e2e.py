@@ -20,9 +20,12 @@ from torch import nn
 from wp_policy.config_io import ConfigError, to_dict
 from wp_policy.models import from_pretrained
 from wp_policy.obs_sync import ObsSet
+from wp_policy.paths import config_dir
+from wp_policy.robot_config import load_robot_config
 from wp_policy.runtime.policy import PolicyConfig, WaypointPolicy
 from wp_training.metrics_log import read_jsonl
 from wp_training.train_cli import main as train_main
+from wp_training.train_config import load_train_config
 from wp_training.train_state import list_checkpoints, load_model_weights
 from wp_training.train_task import get_task
 from wp_training.trainer import train
@@ -48,14 +51,13 @@ def _observation(step: int = 5, episode: int = 0) -> tuple[ObsSet, str]:
 
 
 def _train_cli(mode: str, data: dict, run_dir, *extra: str) -> int:
-    from wp_policy.paths import config_dir
-
     config = config_dir() / f"train/tiny_{mode}_libero.yaml"
     args = ["--mode", mode, "--config", str(config), f"run_dir={run_dir}",
             *cli_overrides(data_overrides(mode, data)), *extra]
     return train_main(args)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["ae", "vlm"])
 def test_thirty_cli_steps_lower_the_loss_and_the_export_serves_the_policy(mode, libero_data, tmp_path):
     run_dir = tmp_path / mode
@@ -96,16 +98,18 @@ def test_thirty_cli_steps_lower_the_loss_and_the_export_serves_the_policy(mode, 
             assert wp.proprio.shape == (8,) and np.isfinite(wp.proprio).all() and 0 <= wp.duration <= 32
 
 
-def test_ae_resume_continues_exactly(libero_data, tmp_path):
-    """Resuming from the step-4 checkpoint (real streaming data, fast-forwarded) reproduces step 8 bit for bit."""
+@pytest.mark.parametrize("mode", ["ae", "vlm"])
+def test_resume_continues_exactly(mode, libero_data, tmp_path):
+    """Resuming from the step-4 checkpoint (real streaming data, fast-forwarded; for the VLM across an epoch
+    boundary of the tiny dataset) reproduces step 8 bit for bit."""
     common = {"num_steps": 8, "checkpoint.every_steps": 4, "log.every_steps": 4, "optim.warmup_steps": 2}
-    full = tiny_config("ae", libero_data, tmp_path / "full", **common)
-    task = get_task("ae")
+    full = tiny_config(mode, libero_data, tmp_path / "full", **common)
+    task = get_task(mode)
     train(full, task)
     ckpts = dict(list_checkpoints(full.run_dir / "checkpoints"))
     assert sorted(ckpts) == [4, 8]
 
-    resumed = tiny_config("ae", libero_data, tmp_path / "resumed", **common)
+    resumed = tiny_config(mode, libero_data, tmp_path / "resumed", **common)
     shutil.copytree(ckpts[4], resumed.run_dir / "checkpoints" / ckpts[4].name)
     result = train(resumed, task, resume=True)
     assert result.step == 8
@@ -172,3 +176,15 @@ def test_two_process_gloo_ddp(libero_data, tmp_path):
     _, summaries = read_jsonl(cfg.run_dir / "metrics.jsonl")
     assert summaries[0]["summary"]["world_size"] == 2 and summaries[0]["summary"]["global_batch"] == 4
     assert from_pretrained(cfg.run_dir / "final_model").config.kind == "waypoint_ae"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (config_dir() / "train").glob("*.yaml")))
+def test_every_shipped_config_parses_with_its_task(name):
+    """The model/data sections of every configs/train file are valid for their mode (sizes, robot, cameras)."""
+    cfg = load_train_config(config_dir() / "train" / name)
+    model_cfg, data_cfg = get_task(cfg.mode).parse_configs(cfg.model, cfg.data, name)
+    robot = load_robot_config(data_cfg.robot)
+    config = model_cfg.model_config()
+    assert {c.model_key for c in robot.cameras} & set(config.image_keys)
+    if cfg.mode == "vlm":
+        assert config.proprio_dim == robot.proprio.dim
