@@ -23,5 +23,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+DEMO_ARGS ?=
+demo: $(STAMP)
+	$(PY) -m wp_policy.demo $(DEMO_ARGS)
+
 clean-venv:
 	rm -rf $(VENV)

@@ -22,6 +22,9 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    # the shipped default policy (make demo) travels with the package, so non-editable installs find it too
+    package_data={PACKAGE: [str(p.relative_to(HERE / PACKAGE)) for p in (HERE / PACKAGE / "assets").rglob("*")
+                            if p.is_file()]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -30,7 +33,7 @@ setup(
     ],
     python_requires=">=3.10",
     install_requires=["numpy", "pyyaml", "safetensors", "sentencepiece", "opencv-python-headless", "rosbags", "tqdm",
-                      "torch", "transformers>=5,<6"],
+                      "torch", "transformers>=5,<6", "imageio", "imageio-ffmpeg", "matplotlib"],
     zip_safe=True,
     maintainer="wp-vla maintainers",
     maintainer_email="maintainers@wp-vla.dev",
@@ -44,6 +47,9 @@ setup(
             "wp_planner = wp_policy.ros.planner_node:main",
             "wp_filler = wp_policy.ros.filler_node:main",
             "wp-stop = wp_policy.ros.stop_cli:main",
+            "wp-eval = wp_policy.sim.eval_cli:main",
+            "wp-demo = wp_policy.demo:main",
+            "wp_libero_bridge = wp_policy.ros.libero_bridge_node:main",
         ]
     },
 )

@@ -101,6 +101,7 @@ def _fake_launch_modules():
     mods["launch"].LaunchContext = object
     mods["launch.actions"].DeclareLaunchArgument = type("DeclareLaunchArgument", (_Action,), {})
     mods["launch.actions"].OpaqueFunction = type("OpaqueFunction", (_Action,), {})
+    mods["launch.actions"].Shutdown = type("Shutdown", (_Action,), {})
     mods["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
     mods["launch_ros.actions"].Node = type("Node", (_Action,), {})
     return mods
@@ -128,6 +129,7 @@ def test_launch_file_is_built_from_the_graph(name, monkeypatch, request):
     assert [n.kwargs["name"] for n in nodes] == [e.name for e in expected]
     assert [n.kwargs["parameters"] for n in nodes] == [[str(e.params_files[0]), dict(e.parameters)] for e in expected]
     assert all(n.kwargs["package"] == "wp_policy" for n in nodes)
+    assert [n.kwargs["name"] for n in nodes if "on_exit" in n.kwargs] == [e.name for e in expected if e.ends_graph]
     assert Path(str(nodes[0].kwargs["parameters"][0])).is_file()
 
 

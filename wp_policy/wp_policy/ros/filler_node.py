@@ -21,7 +21,8 @@ fills the next pair (and any pair starting within ``fill_lead_s``) while one run
 - ``lockstep`` (simulation or bag replay with use_sim_time): exactly one command per new observation set, stamped
   with the set's stamp, published in ``ros.commands`` order (acknowledge on the last topic). The node waits for the
   plan and fills that set needs (a requested plan is loaded before the next set is served), so every run computes
-  the same commands; the measured position is the set's proprio.
+  the same commands; the measured position is the set's proprio. A plan the empty queue needs is requested from
+  the set that finds the queue empty (the observation after the last action), as the direct loop plans.
 
 Operator stop (a /wp/waypoints trajectory whose first point has time_from_start 0): drop the queue and hold at once
 (wall: a hold is published immediately; lockstep: the command for the current set is a hold). Plans made from sets
@@ -340,10 +341,10 @@ class FillerNode(Node):
                 self._request = None
                 self._engaged = False
             return None, stale
+        if self.runner.stopped:  # before the barrier check: a model stop answers the very set it was planned from
+            return None, "stopped"  # with "stopped", where the direct loop's episode ends too
         if obs is None or obs.stamp_ns <= self._barrier:
             return None, "waiting_obs"
-        if self.runner.stopped:
-            return None, "stopped"
         try:
             action = self.runner.step(obs)
         except Exception as exc:  # a failed fill: report, drop the plan, hold; a new plan is requested

@@ -88,7 +88,7 @@ class PlannerNode(Node):
         self._arrivals = 0
         self._trigger: _Trigger | None = None
         self._job: _Job | None = None
-        self._published: tuple[_Job, JointTrajectory] | None = None  # the last plan sent, for repeated requests
+        self._published: tuple[_Job, JointTrajectory, float] | None = None  # last plan sent (job, msg, monotonic)
         self._future: Future | None = None
         self._last_error = ""
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlm")
@@ -192,10 +192,11 @@ class PlannerNode(Node):
         self._trigger = None
         if self._job is not None and (self._job.epoch, self._job.obs.stamp_ns) == (self.epoch, obs.stamp_ns):
             self.diag.count("ignored.duplicate")  # already planned from this set for this instruction
-            if trigger.kind == "replan" and self._published is not None and self._published[0] == self._job:
-                # the requester asks again for a plan it already got: it dropped it (it arrived before the set it
-                # was made from, e.g. an instruction-triggered plan at an episode start): send the same plan again
-                self.pub.publish(self._published[1])
+            sent = self._published
+            if trigger.kind == "replan" and sent is not None and sent[0] == self._job and trigger.received > sent[2]:
+                # asked again after the plan went out: the requester dropped it (it arrived before the set it was
+                # made from, e.g. an instruction-triggered plan at an episode start): send the same plan again
+                self.pub.publish(sent[1])
                 self.diag.count("republished")
             return
         latency = self.get_parameter("emulate_latency_ms").value * 1e-3
@@ -233,7 +234,7 @@ class PlannerNode(Node):
             return
         msg = plan_to_message(plan, self.robot)
         self.pub.publish(msg)
-        self._published = (job, msg)
+        self._published = (job, msg, time.monotonic())
         now = time.monotonic()
         self.diag.count("plans")
         self.diag.event("plans")

@@ -233,7 +233,6 @@ def reset_episode(env: SimEnv, spec: EpisodeSpec) -> SimObservation:
     return env.reset(spec.task, init_state=states[spec.init_state], seed=spec.seed)
 
 
-_reset = reset_episode  # the name the LIBERO bridge imported first; prefer reset_episode
 
 
 def write_video(frames: Sequence[np.ndarray] | Iterable[np.ndarray], path: str | Path, fps: int = VIDEO_FPS) -> Path:

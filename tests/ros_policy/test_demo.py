@@ -1,0 +1,61 @@
+"""``make demo`` (``python -m wp_policy.demo``): a policy through the simulated ROS graph, results and videos out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+from ros_helpers import PYTHON
+
+from wp_policy.paths import config_dir
+
+
+def run_demo(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "-m", "wp_policy.demo", "--no-progress", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_demo_config_names_the_shipped_policy():
+    from wp_policy.config_io import load_config
+    from wp_policy.demo import SHIPPED_POLICY, DemoConfig
+
+    config = load_config(DemoConfig, config_dir() / "demo" / "lift.yaml")
+    assert config.policy_config == ""  # the shipped policy
+    assert SHIPPED_POLICY.parts[-4:] == ("assets", "policies", "lift_demo", "policy.yaml")
+    assert (config.env, config.seed, config.replan_mode) == ("robosuite:Lift", 7, "after_last")
+
+
+def test_missing_policy_or_bad_values_fail_clearly(tmp_path):
+    proc = run_demo("--policy", str(tmp_path / "nope.yaml"), "--output-dir", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "the shipped demo policy is missing (rebuild it with scripts/train_demo_policy.sh)" in proc.stderr
+    assert not (tmp_path / "out").exists()  # nothing started, nothing written
+    proc = run_demo("--episodes", "0")
+    assert proc.returncode == 2 and "episodes must be >= 1, got 0" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+@pytest.mark.sim
+def test_demo_runs_a_policy_through_the_graph(tmp_path, libero_config, sp_model_path):
+    from policy_files import sim_stats, write_tiny_policy
+
+    files = write_tiny_policy(tmp_path / "policy", libero_config, sp_model_path, stats=sim_stats(libero_config))
+    policy = files.policy_yaml(tmp_path / "policy" / "policy.yaml", "libero", num_waypoints=2, num_flow_steps=2)
+    out = tmp_path / "demo"
+    proc = run_demo("--policy", str(policy), "--episodes", "1", "--output-dir", str(out), "--set", "max_steps=6",
+                    "--set", "image_size=64", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + (out / "graph.log").read_text()
+    assert "overall" in proc.stdout and "results:" in proc.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["overall"]["episodes"] == 1 and results["demo"]["wall_s"] > 0
+    (episode,) = results["episodes"]
+    assert (episode["seed"], episode["steps"]) == (7, 6) and np.asarray(episode["actions"]).shape == (6, 7)
+    assert (out / "videos" / "rollout_Lift_t0_failure.mp4").stat().st_size > 0
+    params = yaml.safe_load((out / "params.yaml").read_text())
+    assert params["planner"]["ros__parameters"]["num_waypoints"] == 2  # the policy's settings reach the nodes
+    assert params["filler"]["ros__parameters"]["num_flow_steps"] == 2
+    assert "node 'libero_bridge' finished (exit code 0)" in (out / "graph.log").read_text()

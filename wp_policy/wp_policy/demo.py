@@ -1,0 +1,182 @@
+"""wp-demo (``make demo``): run a waypoint policy through the simulated ROS graph and summarise the episodes.
+
+Starts ``wp-launch libero_sim`` (LIBERO bridge on a robosuite stand-in, aggregator, planner, filler: one process
+each, lock-step on the bridge's /clock, CPU) with the policy a demo config names (default: the shipped Lift policy),
+shows a progress bar per episode, and leaves in ``output_dir``: ``results.json`` (per-episode records with the
+executed actions, per-task and overall success rates), ``videos/`` (one MP4 per episode, LIBERO naming),
+``graph.log`` (every node's output) and ``params.yaml`` (the node parameters used). Exit code: the graph's (0 when
+every episode ran, whatever the outcomes), 2 for a bad config or a missing policy.
+
+    .venv/bin/python -m wp_policy.demo
+    .venv/bin/python -m wp_policy.demo --episodes 10 --output-dir /tmp/demo --set image_size=256
+
+Unless set, ROS_AUTOMATIC_DISCOVERY_RANGE is LOCALHOST and ROS_DOMAIN_ID is derived from the process id, so the demo
+neither sees nor disturbs other ROS graphs; set ROS_DOMAIN_ID to watch it with ``ros2 topic echo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from wp_policy.config_io import ConfigError, load_config, parse_overrides
+from wp_policy.paths import config_dir
+from wp_policy.runtime.policy import PolicyConfig, load_policy_config
+
+DEFAULT_CONFIG = "demo/lift.yaml"  # in the configs dir
+SHIPPED_POLICY = Path(__file__).resolve().parent / "assets" / "policies" / "lift_demo" / "policy.yaml"
+_EPISODE_LINE = re.compile(r"\[libero_bridge\].*episode (\d+)/(\d+) (.*)$")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    policy_config: str = ""  # PolicyConfig YAML (relative: to the demo config); empty: the shipped policy
+    env: str = "robosuite:Lift"  # a wp_policy.sim env name
+    episodes: int = 10  # trials of the env's first task
+    seed: int = 7  # trial i resets with seed + i
+    image_size: int = 128  # render size (match the policy's training demos)
+    max_steps: int = 0  # 0: the task's budget
+    replan_mode: str = "after_last"
+    cpu_threads: int = 1  # torch threads of the planner and the filler
+    record_video: bool = True
+    output_dir: str = "outputs/demo"
+
+    def __post_init__(self):
+        for name in ("episodes", "image_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("seed", "max_steps", "cpu_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+def load_demo(path: Path, overrides: dict) -> tuple[DemoConfig, PolicyConfig]:
+    """The demo config and its policy; a missing policy is a ConfigError that says how to get one."""
+    config = load_config(DemoConfig, path, overrides)
+    policy_path = Path(config.policy_config) if config.policy_config else SHIPPED_POLICY
+    policy_path = policy_path if policy_path.is_absolute() else (path.parent / policy_path).resolve()
+    if not policy_path.is_file():
+        raise ConfigError(f"policy config {policy_path} not found: the shipped demo policy is missing (rebuild it "
+                          "with scripts/train_demo_policy.sh) or pass --policy <policy.yaml>")
+    policy = load_policy_config(policy_path)
+    from wp_policy.sim.eval_cli import check_policy_files
+
+    check_policy_files(policy)  # both models, every file present
+    return config, policy
+
+
+def graph_params(config: DemoConfig, policy: PolicyConfig) -> dict:
+    """The libero_sim params YAML with the policy's settings (M, flow steps, noise seed) and the demo's sizes."""
+    data = yaml.safe_load((config_dir() / "graphs" / "libero_sim.yaml").read_text())
+    data["libero_bridge"]["ros__parameters"].update(image_size=config.image_size, record_video=config.record_video)
+    data["planner"]["ros__parameters"].update(num_waypoints=policy.num_waypoints, cpu_threads=config.cpu_threads)
+    data["filler"]["ros__parameters"].update(num_flow_steps=policy.num_flow_steps, seed=policy.seed,
+                                             cpu_threads=config.cpu_threads)
+    return data
+
+
+def launch_command(config: DemoConfig, policy: PolicyConfig, params: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "wp_policy.supervisor", "libero_sim",
+            f"vlm_checkpoint:={policy.vlm_checkpoint}", f"ae_checkpoint:={policy.ae_checkpoint}",
+            f"stats:={policy.stats_path}", f"tokenizer:={policy.tokenizer_path}", f"device:={policy.device}",
+            f"robot_config:={policy.robot}", f"replan_mode:={config.replan_mode}", f"env:={config.env}",
+            "task_id:=0", f"trials:={config.episodes}", f"seed:={config.seed}", f"max_steps:={config.max_steps}",
+            f"output_dir:={out}", f"params_file:={params}"]
+
+
+def run_graph(cmd: list[str], log_path: Path, episodes: int, progress: bool = True) -> int:
+    """Run wp-launch, all output to ``log_path``, a progress bar advanced by the bridge's episode lines."""
+    from tqdm import tqdm
+
+    env = dict(os.environ)
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    bar = tqdm(total=episodes, desc="episodes", unit="ep", disable=not progress)
+    bar.set_postfix_str("starting the graph (loading models)")
+    with open(log_path, "w") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                      stdin=subprocess.DEVNULL, text=True, env=env) as proc:
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                match = _EPISODE_LINE.search(line)
+                if match:
+                    bar.update(1)
+                    bar.set_postfix_str(match[3][:60])
+                elif "ERROR" in line or "FATAL" in line:
+                    bar.write(line.rstrip())
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(2)  # SIGINT: wp-launch stops every node
+            proc.wait(timeout=30)
+            raise
+        finally:
+            bar.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wp-demo", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--config", default=None, help=f"demo config YAML (default: configs/{DEFAULT_CONFIG})")
+    parser.add_argument("--policy", help="PolicyConfig YAML to run instead of the config's (the shipped policy)")
+    parser.add_argument("--episodes", type=int, help="number of seeded episodes (default: the config's)")
+    parser.add_argument("--output-dir", help="results, videos and logs go here (default: the config's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a demo config field, e.g. --set max_steps=50")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        overrides = parse_overrides(args.overrides)
+        for key, value in (("policy_config", args.policy and str(Path(args.policy).resolve())),
+                           ("episodes", args.episodes), ("output_dir", args.output_dir)):
+            if value is not None:
+                overrides[key] = value
+        path = Path(args.config) if args.config else config_dir() / DEFAULT_CONFIG
+        config, policy = load_demo(path, overrides)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"wp-demo: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(config.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").unlink(missing_ok=True)  # never report an older run's results
+    params = out / "params.yaml"
+    params.write_text(yaml.safe_dump(graph_params(config, policy), sort_keys=False))
+    print(f"wp-demo: {config.episodes} {config.env} episode(s) with {config.policy_config or SHIPPED_POLICY} through "
+          "the ROS graph "
+          f"(log: {out / 'graph.log'})", flush=True)
+    started = time.monotonic()
+    try:
+        code = run_graph(launch_command(config, policy, params, out), out / "graph.log", config.episodes,
+                         not args.no_progress)
+    except KeyboardInterrupt:
+        print("wp-demo: interrupted", file=sys.stderr)
+        return 130
+    wall = time.monotonic() - started
+    results = out / "results.json"
+    if code != 0 or not results.is_file():
+        print(f"wp-demo: the graph failed (exit code {code}); see {out / 'graph.log'}", file=sys.stderr)
+        return code or 1
+    from wp_policy.sim.eval_cli import format_table
+
+    data = json.loads(results.read_text())
+    data["demo"] = {"wall_s": wall, "policy_config": config.policy_config or str(SHIPPED_POLICY)}
+    results.write_text(json.dumps(data, indent=1))
+    print(format_table(data))
+    print(f"wall time {wall:.0f} s; results: {results}; videos: {out / 'videos'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

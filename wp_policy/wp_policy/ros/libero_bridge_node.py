@@ -1,0 +1,538 @@
+"""LIBERO bridge node: a simulation env stands in for the robot drivers of the ``libero_sim`` graph.
+
+The env is a LIBERO suite or a robosuite stand-in (``env`` param, a :mod:`wp_policy.sim.registry` name). The bridge
+publishes what a robot driver would (each camera view as a raw ``sensor_msgs/Image`` rgb8, lossless, and the 8-D
+state as ``JointState`` on the topics of the robot config), consumes the filler's command topics, and runs a finite
+list of episodes (``task_id`` x ``trials``); then it writes ``results.json`` and exits 0, which ends the graph under
+``wp-launch`` / ``ros2 launch`` (the bridge is the graph's ``ends_graph`` node). A failure (no command for
+``command_timeout_s``, a simulator error) exits 1 with one fatal line naming it.
+
+``clock_mode:=lockstep`` (with ``use_sim_time:=true`` on every node): the bridge owns time. An episode is: reset,
+publish the instruction on /wp/instruction (latched, also when unchanged), wait ``instruction_lead_s`` (wall), run
+``num_wait_steps`` of the LIBERO wait action, then per control step k publish ``/clock`` = the views' and the
+state's stamp = :func:`wp_policy.sim.rollout.step_stamp_ns` (wait steps included, the same stamps the direct loop
+uses, so the AE noise seeds agree), wait for the command stamped t_k on every command topic, step the env. Sim time
+restarts with every episode; the nodes see a new timeline when a stamp goes back by more than 1 s, so after an
+episode too short for that the bridge first sends an operator stop and one separator observation 1.5 s ahead (its
+command is discarded). The episode ends like the direct loop's (:func:`wp_policy.sim.rollout.run_episode`): on the
+env's success, after ``max_steps`` policy steps, or on a ``hold:stopped`` command (the policy's stop), so a graph
+episode and a direct one with the same policy files and seed execute the same actions.
+
+``clock_mode:=wall`` (``use_sim_time:=false``, filler ``clock_mode:=wall``): latency studies. A wall-clock loop at
+the robot's control rate publishes observations stamped with the node clock and applies the newest command each
+tick (a hold while none has arrived); command ages are reported.
+
+Every command is checked by a :class:`wp_policy.safety.SafetyFilter` before it reaches the simulator: a non-finite or
+wrong-size command is replaced by a hold (zero motion, last gripper command) and counted on /diagnostics; the node
+never crashes on a bad message. One summary per episode goes to ``/libero/episode_result`` (std_msgs/String, JSON).
+
+    python -m wp_policy.ros.libero_bridge_node --ros-args -p env:=robosuite:Lift -p trials:=5 -p use_sim_time:=true
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+
+from wp_policy.command_map import CommandMapper
+from wp_policy.obs_sync import BACKWARD_JUMP_S
+from wp_policy.robot_config import load_robot_config
+from wp_policy.ros import policy_params
+from wp_policy.ros.conversions import clock_msg, make_joint_state, rgb_to_image_msg, stamp_to_ns
+from wp_policy.ros.diagnostics import ERROR, OK, WARN, Diagnostics
+from wp_policy.ros.node_main import STARTUP_ERRORS
+from wp_policy.ros.plan_msgs import stop_message
+from wp_policy.ros.qos import qos_profile
+from wp_policy.ros.topics import (CLOCK_TOPIC, HOLD_FRAME_PREFIX, INSTRUCTION_TOPIC, TOPIC_QOS, WAYPOINTS_TOPIC,
+                                  camera_topic)
+from wp_policy.safety import SafetyFilter
+from wp_policy.sim.base import SimUnavailableError
+from wp_policy.sim.eval_cli import EvalConfig, episode_specs, format_table, summarize
+from wp_policy.sim.protocol import NUM_WAIT_STEPS, RENDER_SIZE, VIDEO_FPS, WAIT_ACTION, video_filename
+from wp_policy.sim.registry import SimEnvConfig, make_env
+from wp_policy.sim.rollout import VIDEO_VIEW, EpisodeResult, EpisodeSpec, reset_episode, step_stamp_ns, write_video
+
+RESULT_TOPIC = "/libero/episode_result"
+_JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
+_SEPARATOR_NS = _JUMP_NS + 500_000_000  # separator stamp: this far past an episode's first stamp (> 1 s jump)
+
+PARAMS = {  # name: (default, description)
+    "robot_config": ("libero", "robot config name or YAML path (topics, control rate, limits)"),
+    "env": ("libero:libero_object", "simulation env: libero:<suite> or robosuite:<Lift|Stack> (wp_policy.sim)"),
+    "task_id": (0, "task index within the env; -1: every task"),
+    "trials": (1, "episodes per task"),
+    "seed": (7, "simulation seed: stand-in trial t resets with seed + t; LIBERO trial t uses init state t"),
+    "image_size": (0, "square render size of both cameras; 0 = the LIBERO protocol's 256"),
+    "max_steps": (0, "policy steps per episode; 0 = the task's budget"),
+    "num_wait_steps": (NUM_WAIT_STEPS, "steps of the wait action before the policy acts (objects settle)"),
+    "clock_mode": ("lockstep", "lockstep: publish /clock and wait for every command; wall: real-time loop"),
+    "replan_mode": ("after_last", "the filler's replan mode, recorded in the results"),
+    "output_dir": ("", "folder for results.json and the videos; empty: write nothing"),
+    "record_video": (True, "one MP4 per episode (agentview, LIBERO naming) in output_dir"),
+    "instruction": ("", "instruction override; empty: the task's own"),
+    "instruction_lead_s": (0.2, "wall seconds between the instruction and an episode's first observation"),
+    "command_timeout_s": (300.0, "lockstep: wall seconds to wait for one step's command before failing (a plan "
+                                 "needs the VLM and the AE: keep it long)"),
+    "ready_publishers": ("/wp/waypoints", "comma-separated topics that must have a publisher before the first "
+                                          "episode (besides the command topics); empty: none"),
+    "startup_timeout_s": (600.0, "wall seconds to wait for the graph (models loading) before failing"),
+    "settle_s": (1.0, "wall seconds after discovery before the first episode (all subscriptions matched)"),
+    "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
+}
+
+
+class BridgeFailure(RuntimeError):
+    """The run cannot go on (no command in time, the graph never came up); the node exits 1 naming it."""
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """The bridge's parameters, validated (a ValueError names the bad one: the node exits 1 before starting)."""
+
+    env: str
+    task_id: int = 0
+    trials: int = 1
+    seed: int = 7
+    image_size: int = 0
+    max_steps: int = 0
+    num_wait_steps: int = NUM_WAIT_STEPS
+    clock_mode: str = "lockstep"
+    replan_mode: str = "after_last"
+    output_dir: str = ""
+    record_video: bool = True
+    instruction: str = ""
+    instruction_lead_s: float = 0.2
+    command_timeout_s: float = 300.0
+    ready_publishers: str = "/wp/waypoints"
+    startup_timeout_s: float = 600.0
+    settle_s: float = 1.0
+
+    def __post_init__(self):
+        SimEnvConfig(env=self.env)  # the registry names an unknown backend, task or suite
+        checks = {
+            "task_id": (self.task_id >= -1, "must be >= -1 (-1: every task)"),
+            "trials": (self.trials >= 1, "must be >= 1"),
+            "seed": (self.seed >= 0, "must be >= 0"),
+            "image_size": (self.image_size >= 0, "must be >= 0 (0: 256)"),
+            "max_steps": (self.max_steps >= 0, "must be >= 0 (0: the task's budget)"),
+            "num_wait_steps": (self.num_wait_steps >= 0, "must be >= 0"),
+            "clock_mode": (self.clock_mode in ("lockstep", "wall"), "must be lockstep or wall"),
+            "instruction_lead_s": (self.instruction_lead_s >= 0, "must be >= 0"),
+            "command_timeout_s": (self.command_timeout_s > 0, "must be > 0"),
+            "startup_timeout_s": (self.startup_timeout_s > 0, "must be > 0"),
+            "settle_s": (self.settle_s >= 0, "must be >= 0"),
+        }
+        bad = [f"{k} {why}, got {getattr(self, k)!r}" for k, (ok, why) in checks.items() if not ok]
+        if bad:
+            raise ValueError("; ".join(bad))
+
+    @property
+    def render_size(self) -> int:
+        return self.image_size or RENDER_SIZE
+
+
+def plan_episodes(cfg: BridgeConfig) -> tuple[EvalConfig, list[EpisodeSpec]]:
+    """The run as wp-eval would plan it (same seeds, init states and budgets): its EvalConfig and episode list."""
+    with make_env(SimEnvConfig(env=cfg.env, image_size=cfg.render_size)) as env:  # builds no scene: cheap
+        names = [t.name for t in env.tasks]
+    if cfg.task_id >= len(names):
+        raise ValueError(f"task_id {cfg.task_id} is out of range: {cfg.env} has {len(names)} task(s) {names}")
+    config = EvalConfig(
+        env=SimEnvConfig(env=cfg.env, image_size=cfg.render_size),
+        policy_config="(the graph's planner and filler)",  # unused here: the models live in the other nodes
+        tasks=tuple(names) if cfg.task_id < 0 else (names[cfg.task_id],), trials_per_task=cfg.trials, seed=cfg.seed,
+        num_wait_steps=cfg.num_wait_steps, max_steps=cfg.max_steps, replan_mode=cfg.replan_mode,
+        record_video=cfg.record_video, output_dir=cfg.output_dir or ".")
+    return config, episode_specs(config)
+
+
+@dataclass
+class _Command:
+    parts: dict[str, JointState]
+    received: float  # monotonic time the last part arrived
+
+    @property
+    def hold_reason(self) -> str:
+        """The filler's hold reason ("" for a model action)."""
+        frames = [m.header.frame_id for m in self.parts.values()]
+        return next((f.removeprefix(HOLD_FRAME_PREFIX) for f in frames if f.startswith(HOLD_FRAME_PREFIX)), "")
+
+
+class LiberoBridgeNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("libero_bridge", **kwargs)
+        p = policy_params.declare(self, PARAMS, tuple(PARAMS))
+        self.cfg = BridgeConfig(**{k: p[k] for k in BridgeConfig.__dataclass_fields__})
+        self.sim_time = self.get_parameter("use_sim_time").value
+        if self.cfg.clock_mode == "lockstep" and not self.sim_time:
+            raise ValueError("clock_mode lockstep needs use_sim_time:=true on every node (the bridge owns /clock)")
+        if self.cfg.clock_mode == "wall" and self.sim_time:
+            raise ValueError("clock_mode wall needs use_sim_time:=false (nothing publishes /clock in wall mode)")
+        self.robot = robot = load_robot_config(p["robot_config"])
+        self.mapper = CommandMapper(robot)
+        self.eval_config, self.specs = plan_episodes(self.cfg)
+        self.env = make_env(self.eval_config.env)
+        self.results: list[EpisodeResult] = []
+        self._last_obs = None  # the latest published observation (the timeline separator repeats it)
+        self.extras: list[dict] = []
+        self._commands: queue.Queue[tuple[str, JointState, float]] = queue.Queue()
+        self._status = (WARN, "waiting for the graph")
+        reliable = qos_profile("reliable")
+        self.clock_pub = self.create_publisher(Clock, CLOCK_TOPIC, reliable)
+        self.cam_pubs = {c.view: self.create_publisher(Image, camera_topic(c), qos_profile(robot.ros.camera_qos))
+                         for c in robot.cameras}
+        self.fb_pubs = {fb.topic: self.create_publisher(JointState, fb.topic, qos_profile(robot.ros.feedback_qos))
+                        for fb in robot.ros.feedback}
+        self.instruction_pub = self.create_publisher(String, INSTRUCTION_TOPIC,
+                                                     qos_profile(TOPIC_QOS[INSTRUCTION_TOPIC]))
+        self.stop_pub = self.create_publisher(JointTrajectory, WAYPOINTS_TOPIC, qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
+        self.result_pub = self.create_publisher(String, RESULT_TOPIC, reliable)
+        for topic in self.mapper.topics:
+            self.create_subscription(JointState, topic, lambda m, t=topic: self._commands.put((t, m, time.monotonic())),
+                                     qos_profile(robot.ros.command_qos))
+        self.diag = Diagnostics(self, p["diagnostics_period"], lambda: self._status)
+        self.get_logger().info(
+            f"{self.cfg.env} at {self.cfg.render_size} px, {len(self.specs)} episode(s), {self.cfg.clock_mode} -> "
+            f"{', '.join(camera_topic(c) for c in robot.cameras)}, {', '.join(self.fb_pubs)}; "
+            f"commands from {', '.join(self.mapper.topics)}")
+
+    # ---- run ------------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Every episode in order, then results.json. Raises BridgeFailure when the run cannot go on."""
+        self._wait_for_graph()
+        last_stamp = None
+        for i, spec in enumerate(self.specs):
+            if self.cfg.clock_mode == "lockstep":
+                result, extra, last_stamp = self._lockstep_episode(spec, last_stamp)
+            else:
+                result, extra = self._wall_episode(spec)
+            self.results.append(result)
+            self.extras.append(extra)
+            self._report(i, result, extra)
+        self._status = (OK, f"done: {sum(r.success for r in self.results)}/{len(self.results)} successes")
+        self.diag.publish_now()
+
+    def _wait_for_graph(self) -> None:
+        """Block until the filler (command publishers) and the ``ready_publishers`` are up, and the aggregator
+        subscribes to every camera and feedback topic; then let discovery settle."""
+        extra = [t.strip() for t in self.cfg.ready_publishers.split(",") if t.strip()]
+        need_pub = [*self.mapper.topics, *extra]
+        need_sub = [camera_topic(c) for c in self.robot.cameras] + list(self.fb_pubs)
+        deadline = time.monotonic() + self.cfg.startup_timeout_s
+        while True:
+            missing = [f"a publisher on {t}" for t in need_pub if self.count_publishers(t) == 0]
+            missing += [f"a subscriber on {t}" for t in need_sub if self.count_subscribers(t) == 0]
+            if not missing:
+                break
+            self._status = (WARN, f"waiting for {', '.join(missing)}")
+            if time.monotonic() > deadline:
+                raise BridgeFailure(f"the graph did not come up within {self.cfg.startup_timeout_s:g} s: no "
+                                    f"{'; no '.join(m.removeprefix('a ') for m in missing)}")
+            self._sleep(0.1)
+        self._sleep(self.cfg.settle_s)
+        self._status = (OK, "running")
+
+    def _begin_episode(self, spec: EpisodeSpec):
+        """Reset, send the instruction, let it arrive; a fresh SafetyFilter (the sim's inputs never go stale)."""
+        obs = reset_episode(self.env, spec)
+        self.instruction_pub.publish(String(data=self.cfg.instruction or self.env.task(spec.task).instruction))
+        self._sleep(self.cfg.instruction_lead_s)
+        self._drain_commands()  # whatever the filler sent before it saw the instruction belongs to the last episode
+        return obs, SafetyFilter.from_robot(self.robot, obs_timeout=1e9, feedback_timeout=1e9)
+
+    def _lockstep_episode(self, spec: EpisodeSpec, last_stamp: int | None):
+        hz = self.robot.control_hz
+        first = step_stamp_ns(spec.num_wait_steps, hz)
+        if last_stamp is not None and last_stamp - first <= _JUMP_NS + 50_000_000:
+            self._separate_timelines(max(last_stamp + step_stamp_ns(0, hz), first + _SEPARATOR_NS))
+        started = time.perf_counter()
+        obs, safety = self._begin_episode(spec)
+        for w in range(spec.num_wait_steps):
+            self.clock_pub.publish(clock_msg(step_stamp_ns(w, hz)))
+            obs = self.env.step(WAIT_ACTION).obs
+        frames, actions, holds, waits = [], [], Counter(), []
+        termination, stamp = "max_steps", first
+        for k in range(spec.max_steps):
+            stamp = step_stamp_ns(spec.num_wait_steps + k, hz)
+            if self.cfg.record_video and self.cfg.output_dir:
+                frames.append(obs.images[VIDEO_VIEW])
+            t0 = time.monotonic()
+            self._publish_obs(obs, stamp)
+            cmd = self._await_command(stamp, spec, k)
+            waits.append(cmd.received - t0)
+            self.diag.latency("command_wait", cmd.received - t0)
+            if cmd.hold_reason == "stopped":  # the policy stopped: the direct loop ends here too
+                termination = "stopped"
+                break
+            if cmd.hold_reason:
+                holds[cmd.hold_reason] += 1
+            action = self._checked(cmd, safety, obs.state, stamp * 1e-9, holds)
+            step = self.env.step(action)
+            actions.append(action)
+            self.diag.count("steps")
+            obs = step.obs
+            if step.done:
+                termination = "success"
+                break
+        extra = {"holds": dict(holds), "command_wait_s": _percentiles(waits)}
+        return self._finish(spec, termination, actions, frames, obs, started), extra, stamp
+
+    def _separate_timelines(self, stamp_ns: int) -> None:
+        """After a short episode: a stop, then one observation far enough ahead that the next episode's first
+        stamp is a > 1 s backward jump for every node (a new timeline); its command is discarded."""
+        self.diag.count("timeline_separators")
+        self.stop_pub.publish(stop_message(stamp_ns))
+        self._sleep(self.cfg.instruction_lead_s)
+        self._publish_obs(self._last_obs, stamp_ns)
+        self._await_command(stamp_ns, None, -1)
+
+    def _wall_episode(self, spec: EpisodeSpec):
+        period = self.robot.control_period
+        started = time.perf_counter()
+        obs, safety = self._begin_episode(spec)
+        for _ in range(spec.num_wait_steps):
+            obs = self.env.step(WAIT_ACTION).obs
+        frames, actions, holds, ages = [], [], Counter(), []
+        parts: dict[str, JointState] = {}
+        latest: _Command | None = None
+        termination = "max_steps"
+        tick = time.monotonic()
+        for k in range(spec.max_steps):
+            if self.cfg.record_video and self.cfg.output_dir:
+                frames.append(obs.images[VIDEO_VIEW])
+            now_ns = self.get_clock().now().nanoseconds
+            self._publish_obs(obs, now_ns)
+            tick += period
+            if time.monotonic() > tick:  # the simulator is slower than real time: no sleep, counted
+                self.diag.count("late_ticks")
+                tick = time.monotonic()
+            self._sleep(max(0.0, tick - time.monotonic()))
+            while not self._commands.empty():  # newest complete command wins
+                topic, msg, received = self._commands.get_nowait()
+                parts[topic] = msg
+                if topic == self.mapper.topics[-1] and len(parts) == len(self.mapper.topics):
+                    latest, parts = _Command(parts, received), {}
+            if latest is None:
+                holds["no_command"] += 1
+                action = safety.hold("no_command").action
+            else:
+                if latest.hold_reason == "stopped":
+                    termination = "stopped"
+                    break
+                if latest.hold_reason:
+                    holds[latest.hold_reason] += 1
+                ages.append(time.monotonic() - latest.received)
+                self.diag.latency("command_age", ages[-1])
+                action = self._checked(latest, safety, obs.state, now_ns * 1e-9, holds)
+            step = self.env.step(action)
+            actions.append(action)
+            self.diag.count("steps")
+            obs = step.obs
+            if step.done:
+                termination = "success"
+                break
+        extra = {"holds": dict(holds), "command_age_s": _percentiles(ages)}
+        return self._finish(spec, termination, actions, frames, obs, started), extra
+
+    # ---- pieces ---------------------------------------------------------------------------------------------
+    def _publish_obs(self, obs, stamp_ns: int) -> None:
+        """One step's raw inputs, all stamped ``stamp_ns`` (lock-step: /clock first)."""
+        self._last_obs = obs
+        if self.cfg.clock_mode == "lockstep":
+            self.clock_pub.publish(clock_msg(stamp_ns))
+        for cam in self.robot.cameras:
+            if cam.view not in obs.images:
+                raise BridgeFailure(f"the env rendered no {cam.view!r} view (has {sorted(obs.images)})")
+            self.cam_pubs[cam.view].publish(rgb_to_image_msg(obs.images[cam.view], stamp_ns))
+        state = np.asarray(self.robot.select_proprio(obs.state), dtype=np.float64)
+        for fb in self.robot.ros.feedback:
+            size = max(fb.source_indices) + 1
+            position, names = np.zeros(size), [""] * size
+            for dim, src in zip(fb.proprio_dims, fb.source_indices):
+                position[src], names[src] = state[dim], self.robot.proprio.names[dim]
+            self.fb_pubs[fb.topic].publish(make_joint_state(names, position, stamp_ns))
+
+    def _await_command(self, stamp_ns: int, spec: EpisodeSpec | None, step: int) -> _Command:
+        """Lock-step: the command stamped ``stamp_ns`` on every command topic (others are stale: counted, dropped)."""
+        parts: dict[str, JointState] = {}
+        deadline = time.monotonic() + self.cfg.command_timeout_s
+        while True:
+            try:
+                topic, msg, received = self._commands.get(timeout=0.05)
+            except queue.Empty:
+                if not rclpy.ok(context=self.context):
+                    raise KeyboardInterrupt from None
+                if time.monotonic() > deadline:
+                    where = f"{spec.task} trial {spec.trial} step {step}" if spec else "the timeline separator"
+                    raise BridgeFailure(
+                        f"no command on {', '.join(t for t in self.mapper.topics if t not in parts)} for "
+                        f"{where} (stamp {stamp_ns} ns) within {self.cfg.command_timeout_s:g} s: is the filler "
+                        "running with clock_mode:=lockstep use_sim_time:=true?") from None
+                continue
+            if stamp_to_ns(msg.header.stamp) != stamp_ns:
+                self.diag.count("stale_commands")
+                continue
+            parts[topic] = msg
+            if len(parts) == len(self.mapper.topics):
+                return _Command(parts, received)
+
+    def _checked(self, cmd: _Command, safety: SafetyFilter, state, now: float, holds: Counter) -> np.ndarray:
+        """The command through the SafetyFilter; a malformed one becomes a hold (counted, never a crash)."""
+        safety.observe_obs(now)
+        safety.observe_feedback(state, now)
+        try:
+            raw = self.mapper.join({t: m.position for t, m in cmd.parts.items()})
+        except ValueError as exc:
+            decision = safety.hold("rejected_length")
+            self._reject(str(exc))
+        else:
+            decision = safety.check(raw, now)
+            if decision.hold:
+                self._reject(f"{decision.reason}: {raw.tolist()}")
+        if decision.hold:
+            holds[f"bridge.{decision.reason}"] += 1
+        return decision.action
+
+    def _reject(self, why: str) -> None:
+        self.diag.count("rejected_commands")
+        self._status = (WARN, f"rejected a command ({why}); held instead")
+        self.get_logger().warning(f"rejected command: {why}; holding", throttle_duration_sec=1.0)
+        self.diag.alert()
+
+    def _finish(self, spec: EpisodeSpec, termination: str, actions, frames, obs, started: float) -> EpisodeResult:
+        success = termination == "success"
+        video = None
+        if frames:
+            frames.append(obs.images[VIDEO_VIEW])
+            path = Path(self.cfg.output_dir) / "videos" / video_filename(spec.task, spec.trial, success)
+            video = str(write_video(frames, path, fps=VIDEO_FPS))
+        result = EpisodeResult(
+            task=spec.task, trial=spec.trial, seed=spec.seed, success=success, steps=len(actions),
+            termination=termination,
+            actions=np.stack(actions) if actions else np.zeros((0, self.robot.action.dim)),
+            video=video, replan_mode=self.cfg.replan_mode, init_state=spec.init_state,
+            episode_s=time.perf_counter() - started)
+        return result
+
+    def _report(self, index: int, result: EpisodeResult, extra: dict) -> None:
+        self.diag.count("episodes")
+        self.diag.count("successes", int(result.success))
+        summary = {k: v for k, v in result.to_json().items() if k not in ("actions", "plan_latency_s",
+                                                                          "fill_latency_s")}
+        summary |= {"index": index, "of": len(self.specs), **extra}
+        self.result_pub.publish(String(data=json.dumps(summary)))
+        self.get_logger().info(
+            f"episode {index + 1}/{len(self.specs)} {result.task} t{result.trial}: {result.termination} after "
+            f"{result.steps} steps ({result.episode_s:.1f} s)")
+        self.diag.publish_now()
+
+    def summary(self) -> dict:
+        """wp-eval's summary (per-task and overall success rates, terminations) of the episodes run so far."""
+        return summarize(self.results, list(self.eval_config.tasks))
+
+    def write_results(self) -> Path | None:
+        if not self.cfg.output_dir:
+            return None
+        out = Path(self.cfg.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        data = {"env": self.cfg.env, "config": asdict(self.cfg), **self.summary(),
+                "episodes": [r.to_json() | {"bridge": e} for r, e in zip(self.results, self.extras)]}
+        tmp = out / "results.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(out / "results.json")
+        return out / "results.json"
+
+    def report_failure(self, why: str) -> None:
+        """The run cannot go on: one fatal line, and ERROR on /diagnostics."""
+        self.get_logger().fatal(why)
+        self._status = (ERROR, why)
+        self.diag.publish_now()
+
+    def _drain_commands(self) -> None:
+        while not self._commands.empty():
+            self._commands.get_nowait()
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            if not rclpy.ok(context=self.context):
+                raise KeyboardInterrupt
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.05))
+
+    def destroy_node(self):
+        self.env.close()
+        return super().destroy_node()
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {}
+    p50, p99 = np.percentile(samples, [50, 99])
+    return {"p50": float(p50), "p99": float(p99), "max": float(max(samples))}
+
+
+def main(args=None) -> int:
+    """Run the episodes; 0 when all ran (whatever their outcome), 1 on a start-up or run failure."""
+    rclpy.init(args=args)
+    node = None
+    logger = rclpy.logging.get_logger("libero_bridge")
+    executor = SingleThreadedExecutor()
+    spinner = None
+    try:
+        try:
+            node = LiberoBridgeNode()
+        except (*STARTUP_ERRORS, SimUnavailableError) as exc:
+            logger.fatal(f"cannot start: {exc}")
+            return 1
+        executor.add_node(node)
+        spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
+        spinner.start()
+        try:
+            node.run()
+        except BridgeFailure as exc:
+            node.report_failure(str(exc))
+            return 1
+        finally:
+            path = node.write_results()
+        print(format_table(node.summary()), flush=True)
+        if path is not None:
+            logger.info(f"results: {path}")
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        if spinner is not None:
+            spinner.join(timeout=2.0)
+
+
+def _spin(executor) -> None:
+    try:
+        executor.spin()
+    except (ExternalShutdownException, KeyboardInterrupt):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
