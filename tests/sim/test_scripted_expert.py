@@ -40,6 +40,18 @@ def test_lift_expert_succeeds_and_closes_with_plus_one(state_env):
 
 @pytest.mark.sim
 @pytest.mark.slow
+def test_post_success_steps_extend_the_demo_past_the_success_line(state_env):
+    base = run_expert_episode(state_env, "Lift", seed=0)
+    longer = run_expert_episode(state_env, "Lift", seed=0, post_success_steps=6)
+    assert longer.success and longer.num_steps == base.num_steps + 6
+    np.testing.assert_array_equal(longer.actions[: base.num_steps], base.actions)  # same episode, just longer
+    assert longer.states[-1, 2] > base.states[-1, 2]  # the hand kept lifting: the stop now has a margin
+    with pytest.raises(ValueError, match="post_success_steps must be >= 0"):
+        run_expert_episode(state_env, "Lift", seed=0, post_success_steps=-1)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
 def test_stack_expert_succeeds_and_releases(state_env):
     ep = run_expert_episode(state_env, "Stack", seed=0)
     assert ep.success

@@ -52,6 +52,7 @@ class CollectConfig:
     image_size: int = RENDER_SIZE
     name: str = ""  # dataset name; "" = sim_<tasks>
     overwrite: bool = False
+    post_success_steps: int = 0  # expert steps recorded past the first successful one (a margin for the stop)
     tasks: tuple[str, ...] = field(init=False)
 
     def __post_init__(self):
@@ -67,6 +68,8 @@ class CollectConfig:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.max_attempts and self.max_attempts < self.episodes:
             raise ValueError(f"max_attempts ({self.max_attempts}) must be >= episodes ({self.episodes})")
+        if self.post_success_steps < 0:
+            raise ValueError(f"post_success_steps must be >= 0, got {self.post_success_steps}")
         if self.seed < 0 or self.image_size <= 0:
             raise ValueError(f"seed must be >= 0 and image_size positive, got {self.seed}, {self.image_size}")
         object.__setattr__(self, "tasks", tasks)
@@ -90,16 +93,18 @@ class TaskTally:
 
 # -- worker side: one env per process, built on first use -----------------------------------------------------------
 _WORKER_ENV: RobosuiteEnv | None = None
+_POST_SUCCESS_STEPS = 0
 
 
-def _init_worker(tasks: tuple[str, ...], image_size: int) -> None:
-    global _WORKER_ENV
+def _init_worker(tasks: tuple[str, ...], image_size: int, post_success_steps: int) -> None:
+    global _WORKER_ENV, _POST_SUCCESS_STEPS
     _WORKER_ENV = RobosuiteEnv(tasks, render=True, image_size=image_size)
+    _POST_SUCCESS_STEPS = post_success_steps
 
 
 def _attempt(job: tuple[str, int]) -> ExpertEpisode:
     task, seed = job
-    return run_expert_episode(_WORKER_ENV, task, seed)
+    return run_expert_episode(_WORKER_ENV, task, seed, post_success_steps=_POST_SUCCESS_STEPS)
 
 
 @contextlib.contextmanager
@@ -111,7 +116,8 @@ def _submitter(cfg: CollectConfig) -> Iterator[Callable[[tuple[str, int]], Async
     TF threads out of the workers.
     """
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg.tasks, cfg.image_size)) as pool:
+    initargs = (cfg.tasks, cfg.image_size, cfg.post_success_steps)
+    with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=initargs) as pool:
         yield lambda job: pool.apply_async(_attempt, (job,))  # leaving the block terminates unneeded attempts
 
 
@@ -196,6 +202,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=RENDER_SIZE, help="camera resolution (LIBERO: 256)")
     parser.add_argument("--name", default="", help="dataset name (default sim_<tasks>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
+    parser.add_argument("--post-success-steps", type=int, default=0,
+                        help="expert steps to record past the first successful one (a margin for the policy's stop)")
     return parser
 
 
@@ -203,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = CollectConfig(
         env=args.task, episodes=args.episodes, out_dir=args.out, seed=args.seed, workers=args.workers,
         max_attempts=args.max_attempts, image_size=args.image_size, name=args.name, overwrite=args.overwrite,
+        post_success_steps=args.post_success_steps,
     )
     summary = collect(cfg)
     for task, t in summary["tasks"].items():

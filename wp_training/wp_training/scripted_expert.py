@@ -311,19 +311,26 @@ class ExpertEpisode:
         return len(self.actions)
 
 
-def run_expert_episode(env: RobosuiteEnv, task: str, seed: int, max_steps: int | None = None) -> ExpertEpisode:
+def run_expert_episode(env: RobosuiteEnv, task: str, seed: int, max_steps: int | None = None,
+                       post_success_steps: int = 0) -> ExpertEpisode:
     """Reset ``task`` with ``seed``, wait like the evaluation protocol, then let the expert act until success.
 
     The NUM_WAIT_STEPS settling steps are not recorded, so the first recorded frame looks like the first frame a
     policy sees under the evaluation protocol. The expert's variation is drawn from a generator seeded by ``seed``:
     the whole episode is a function of (task, seed).
+
+    ``post_success_steps``: keep acting (and recording) this many steps after the first successful one. Demos that
+    end on the very frame success is reached teach a planner to put its stop waypoint exactly on the success line,
+    where any tracking shortfall stops just short of it; a few steps past it give the stop a margin.
     """
+    if post_success_steps < 0:
+        raise ValueError(f"post_success_steps must be >= 0, got {post_success_steps}")
     obs = env.reset(task, seed=seed)
     for _ in range(NUM_WAIT_STEPS):
         obs = env.step(WAIT_ACTION).obs
     expert = make_expert(task, np.random.default_rng(seed))
     frames: dict[str, list[np.ndarray]] = {view: [] for view in obs.images}
-    states, actions, success = [], [], False
+    states, actions, success, extra = [], [], False, 0
     for _ in range(max_steps if max_steps is not None else env.task(task).max_steps):
         action = expert.act(env.privileged_state())
         for view, image in obs.images.items():
@@ -332,9 +339,11 @@ def run_expert_episode(env: RobosuiteEnv, task: str, seed: int, max_steps: int |
         actions.append(action)
         result = env.step(action)
         obs = result.obs
-        if result.done:
-            success = True
-            break
+        success = success or result.done
+        if success:
+            if extra >= post_success_steps:
+                break
+            extra += 1
     return ExpertEpisode(
         task=task, seed=seed, instruction=obs.instruction, success=success,
         images={view: np.stack(f) for view, f in frames.items() if f},
