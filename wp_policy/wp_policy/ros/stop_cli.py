@@ -27,14 +27,15 @@ from wp_policy.ros.plan_msgs import RESUME_SERVICE, stop_message
 from wp_policy.ros.qos import qos_profile
 from wp_policy.ros.topics import TOPIC_QOS, WAYPOINTS_TOPIC
 
-SETTLE_S = 1.5  # discovery is taken as complete once no new subscriber matched for this long
+SETTLE_S = 3.0  # discovery is taken as complete once no new subscriber matched for this long (loaded hosts
+# match the planner and the filler seconds apart; the first publish still goes out at the first match)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wp-stop", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resume", action="store_true", help=f"call {RESUME_SERVICE} instead of stopping")
-    parser.add_argument("--timeout", type=float, default=5.0,
+    parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds to wait for a subscriber (stop) or for the planner's service (resume)")
     return parser
 
