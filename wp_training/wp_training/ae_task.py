@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from wp_policy.config_io import ConfigError
-from wp_policy.models import AEConfig, WaypointActionExpert, ae_config, load_pi05_base, save_pretrained
+from wp_policy.models import AEConfig, ae_config, load_pi05_base, save_pretrained
 from wp_training import feature_cache
 from wp_training.ae_dataset import AEDataConfig, WaypointAEDataset
 from wp_training.collate import collate
@@ -23,6 +23,7 @@ from wp_training.task_common import (
     PALIGEMMA_GROUPS,
     ModelTrainTask,
     build_model_config,
+    build_task_model,
     check_model_images,
     make_tokenizer,
     override_spec,
@@ -82,13 +83,6 @@ class AETaskData(AEDataConfig):
             raise ValueError("tokenizer_path must name the SentencePiece model")
 
 
-def build_model(model_cfg: AEModelSection) -> WaypointActionExpert:
-    model = WaypointActionExpert(model_cfg.model_config())
-    if model_cfg.vision_cache:
-        feature_cache.FeatureInput.install(model, model_cfg.vision_cache)
-    return model
-
-
 def build_dataset(model_cfg: AEModelSection, data_cfg: AETaskData, shard: DataShard) -> WaypointAEDataset:
     mc = model_cfg.model_config()
     robot = robot_of(data_cfg)
@@ -115,7 +109,7 @@ def make_task() -> ModelTrainTask:
         name="ae",
         model_config_cls=AEModelSection,
         data_config_cls=AETaskData,
-        build_model=build_model,
+        build_model=build_task_model,
         build_dataset=build_dataset,
         collate=collate,
         load_pretrained=load_pi05_base,

@@ -17,9 +17,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from torch import nn
+
 from wp_policy.config_io import ConfigError
+from wp_policy.models import build_model
 from wp_policy.robot_config import RobotConfig, load_robot_config
 from wp_policy.tokenizer import TextTokenizer, TokenLayout, WaypointTokenizer
+from wp_training import feature_cache
 from wp_training.train_task import DataShard, TrainTask
 
 PALIGEMMA_GROUPS: dict[str, tuple[str, ...]] = {
@@ -54,6 +58,15 @@ def build_model_config(factory: Callable[..., Any], preset: str, fields: dict[st
         return factory(preset, **fields)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def build_task_model(model_cfg) -> nn.Module:
+    """The mode's model (AE or VLM, by the config's kind), reading cached vision features when the config names a
+    cache."""
+    model = build_model(model_cfg.model_config())
+    if model_cfg.vision_cache:
+        feature_cache.FeatureInput.install(model, model_cfg.vision_cache)
+    return model
 
 
 def make_tokenizer(tokenizer_path: str, vocab_size: int, robot: RobotConfig, num_waypoints: int = 7,

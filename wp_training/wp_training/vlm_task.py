@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from wp_policy.config_io import ConfigError
-from wp_policy.models import VLMConfig, WaypointVLM, load_pi05_base, save_pretrained, vlm_config
+from wp_policy.models import VLMConfig, load_pi05_base, save_pretrained, vlm_config
 from wp_training import feature_cache
 from wp_training.collate import collate
 from wp_training.task_common import (
@@ -21,6 +21,7 @@ from wp_training.task_common import (
     PALIGEMMA_GROUPS,
     ModelTrainTask,
     build_model_config,
+    build_task_model,
     check_model_images,
     make_tokenizer,
     override_spec,
@@ -79,13 +80,6 @@ class VLMTaskData(VLMDataConfig):
             raise ValueError(f"max_token_len must be >= 8, got {self.max_token_len}")
 
 
-def build_model(model_cfg: VLMModelSection) -> WaypointVLM:
-    model = WaypointVLM(model_cfg.model_config())
-    if model_cfg.vision_cache:
-        feature_cache.FeatureInput.install(model, model_cfg.vision_cache)
-    return model
-
-
 def build_dataset(model_cfg: VLMModelSection, data_cfg: VLMTaskData, shard: DataShard) -> WaypointVLMDataset:
     mc = model_cfg.model_config()
     robot = robot_of(data_cfg)
@@ -116,7 +110,7 @@ def make_task() -> ModelTrainTask:
         name="vlm",
         model_config_cls=VLMModelSection,
         data_config_cls=VLMTaskData,
-        build_model=build_model,
+        build_model=build_task_model,
         build_dataset=build_dataset,
         collate=collate,
         load_pretrained=load_pi05_base,
