@@ -39,11 +39,13 @@ def test_node_modules_that_exist_have_main(name):
 
 def test_arguments_are_typed_and_routed_to_node_parameters():
     nodes = {n.name: n for n in resolve_graph(get_graph("libero_sim"), {"task_id": "3", "use_sim_time": "False",
-                                                                        "vlm_checkpoint": "/ckpt/vlm"})}
+                                                                        "vlm_checkpoint": "/ckpt/vlm",
+                                                                        "pairs_per_plan": "2"})}
     assert nodes["libero_bridge"].parameters["task_id"] == 3
     assert nodes["planner"].parameters["checkpoint"] == "/ckpt/vlm"
     assert all(n.parameters["use_sim_time"] is False for n in nodes.values())
     assert nodes["filler"].parameters["replan_mode"] == "after_last"
+    assert nodes["filler"].parameters["pairs_per_plan"] == nodes["libero_bridge"].parameters["pairs_per_plan"] == 2
     assert nodes["aggregator"].parameters == {"robot_config": "libero", "use_sim_time": False}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 def direct_rollouts(policy_yaml: str, env_name: str, image_size: int, specs: list[dict], replan_mode: str,
-                    lead_ticks: int = 4, fill_lead_ticks: int = 0) -> list[dict]:
+                    lead_ticks: int = 4, fill_lead_ticks: int = 0, pairs_per_plan: int = 0) -> list[dict]:
     """Run ``specs`` (EpisodeSpec fields) in order with one env and one single-threaded policy: EpisodeResult JSON."""
     import torch
 
@@ -20,4 +20,5 @@ def direct_rollouts(policy_yaml: str, env_name: str, image_size: int, specs: lis
     policy = WaypointPolicy.from_config(load_policy_config(policy_yaml))
     with make_env(SimEnvConfig(env=env_name, image_size=image_size)) as env:
         return [run_episode(env, policy, EpisodeSpec(**spec), replan_mode=replan_mode, lead_ticks=lead_ticks,
-                            fill_lead_ticks=fill_lead_ticks).to_json() for spec in specs]
+                            fill_lead_ticks=fill_lead_ticks, pairs_per_plan=pairs_per_plan).to_json()
+                for spec in specs]

@@ -9,8 +9,9 @@ sim state becomes float64 exactly; the stamps, hence the AE noise seeds, are ``s
 single-threaded on both sides (same reduction order), commands travel as float64 in ``JointState.position``, and
 the SafetyFilter's clamp leaves in-range actions untouched. Any difference is a real divergence.
 
-Episodes are 15 steps long with one waypoint per plan (the tiny planner's d = 9): each episode re-plans once, and
-being shorter than 1 s of sim time, the second episode also needs the bridge's timeline separator.
+Episodes are 15 steps long; plans have two waypoints of which only the first runs (``pairs_per_plan:=1``, which
+both paths must apply alike; the tiny planner's d = 9): each episode re-plans once, and being shorter than 1 s of
+sim time, the second episode also needs the bridge's timeline separator.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from wp_policy.ros.qos import qos_profile
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
 ENV, IMAGE, TRIALS, SEED, STEPS = "robosuite:Lift", 64, 2, 7, 15
-NUM_WAYPOINTS, FLOW_STEPS = 1, 2
+NUM_WAYPOINTS, PAIRS_PER_PLAN, FLOW_STEPS = 2, 1, 2
 HOLD = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0]  # LIBERO hold: no motion, gripper open (no gripper command yet)
 
 
@@ -75,7 +76,8 @@ def graph(tmp_path_factory, files, rclpy_context):
     listener.listen(String, RESULT_TOPIC)
     try:
         proc = wp_launch("libero_sim", *policy_files.launch_args(), f"env:={ENV}", f"trials:={TRIALS}",
-                         f"seed:={SEED}", f"max_steps:={STEPS}", f"output_dir:={tmp / 'out'}",
+                         f"seed:={SEED}", f"max_steps:={STEPS}", f"pairs_per_plan:={PAIRS_PER_PLAN}",
+                         f"output_dir:={tmp / 'out'}",
                          f"params_file:={tmp / 'params.yaml'}")
         try:
             code = proc.wait(400)
@@ -97,7 +99,8 @@ def direct(files, specs):
 
     _, policy_yaml = files
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        job = pool.submit(direct_rollouts, str(policy_yaml), ENV, IMAGE, [asdict(s) for s in specs], "after_last")
+        job = pool.submit(direct_rollouts, str(policy_yaml), ENV, IMAGE, [asdict(s) for s in specs], "after_last",
+                          pairs_per_plan=PAIRS_PER_PLAN)
         return job.result(timeout=300)
 
 
@@ -122,7 +125,8 @@ def test_graph_and_direct_loop_execute_identical_actions(graph, direct, specs):
         np.testing.assert_array_equal(actions, expected)
         assert (ros["success"], ros["termination"], ros["steps"]) == \
             (ref["success"], ref["termination"], ref["steps"])
-        assert ref["num_plans"] == 2  # the episode re-planned once (each plan: one waypoint)
+        assert ref["num_plans"] == 2  # the episode re-planned once (each plan: its first waypoint)
+        assert ros["pairs_per_plan"] == ref["pairs_per_plan"] == PAIRS_PER_PLAN
     first = np.asarray(results["episodes"][0]["actions"])
     assert len({tuple(a) for a in first}) > STEPS // 2  # the arm really moves
 

@@ -121,3 +121,34 @@ def test_plan_time_round_trip():
     assert Plan.from_times(np.array([[1.0]]), [0.0], 0.05, 0).is_stop
     with pytest.raises(ValueError, match="must not decrease"):
         Plan.from_times(np.zeros((2, 1)), [0.2, 0.1], 0.05, 0)
+
+
+def test_pairs_per_plan_runs_the_first_pairs_then_asks_again():
+    fill = RecordingFill()
+    r = WaypointRunner(fill, "after_last", pairs_per_plan=2)
+    r.load_plan(plan(([1.0, 1.0], 2), ([2.0, 2.0], 2), ([3.0, 3.0], 2), ([3.0, 3.0], 0)))
+    actions = run(r, 5)
+    assert [a is None for a in actions] == [False] * 4 + [True]
+    np.testing.assert_allclose(actions[3], [2.0, 2.0])  # ends at waypoint 2: waypoint 3 and the stop are dropped
+    assert r.needs_plan and not r.stopped and [c[3] for c in fill.calls] == [2, 2]
+    r.load_plan(plan(([5.0, 5.0], 1), ([5.0, 5.0], 0)))  # a stop within the first N pairs still stops
+    assert run(r, 2)[1] is None and r.stopped
+
+
+def test_pairs_per_plan_limits_lookahead_plans_too():
+    fill = RecordingFill()
+    r = WaypointRunner(fill, "lookahead", lead_ticks=0, pairs_per_plan=1)
+    r.load_plan(plan(([1.0, 1.0], 3), ([2.0, 2.0], 3)))
+    assert r.remaining_ticks == 3 and r.step(obs(0)) is not None
+    assert r.wants_early_plan  # the only kept pair is running
+    r.request_plan()
+    r.load_plan(plan(([4.0, 4.0], 4), ([9.0, 9.0], 4)))  # due 4 ticks after obs 0: 2 ticks after the queue ends
+    assert r.remaining_ticks == 2 + 2
+    actions = run(r, 4, start_t=1)
+    np.testing.assert_allclose(actions[-1], [4.0, 4.0])
+    assert r.needs_plan
+
+
+def test_pairs_per_plan_must_not_be_negative():
+    with pytest.raises(ValueError, match="pairs_per_plan"):
+        WaypointRunner(RecordingFill(), pairs_per_plan=-1)

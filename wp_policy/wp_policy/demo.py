@@ -46,6 +46,7 @@ class DemoConfig:
     image_size: int = 128  # render size (match the policy's training demos)
     max_steps: int = 0  # 0: the task's budget
     replan_mode: str = "after_last"
+    pairs_per_plan: int = 0  # run the first N pairs of each plan, then replan (0: all)
     cpu_threads: int = 1  # torch threads of the planner and the filler
     record_video: bool = True
     output_dir: str = "outputs/demo"
@@ -54,7 +55,7 @@ class DemoConfig:
         for name in ("episodes", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("seed", "max_steps", "cpu_threads"):
+        for name in ("seed", "max_steps", "pairs_per_plan", "cpu_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -88,7 +89,8 @@ def launch_command(config: DemoConfig, policy: PolicyConfig, params: Path, out: 
     return [sys.executable, "-m", "wp_policy.supervisor", "libero_sim",
             f"vlm_checkpoint:={policy.vlm_checkpoint}", f"ae_checkpoint:={policy.ae_checkpoint}",
             f"stats:={policy.stats_path}", f"tokenizer:={policy.tokenizer_path}", f"device:={policy.device}",
-            f"robot_config:={policy.robot}", f"replan_mode:={config.replan_mode}", f"env:={config.env}",
+            f"robot_config:={policy.robot}", f"replan_mode:={config.replan_mode}",
+            f"pairs_per_plan:={config.pairs_per_plan}", f"env:={config.env}",
             "task_id:=0", f"trials:={config.episodes}", f"seed:={config.seed}", f"max_steps:={config.max_steps}",
             f"output_dir:={out}", f"params_file:={params}"]
 

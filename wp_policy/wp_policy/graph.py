@@ -170,6 +170,8 @@ def _model_args(device: str) -> tuple[GraphArgument, ...]:
         GraphArgument("instruction", "", "task instruction to start with (empty: wait for /wp/instruction)"),
         GraphArgument("replan_mode", "after_last", "when the filler asks for the next plan",
                       choices=("after_last", "lookahead")),
+        GraphArgument("pairs_per_plan", "0", "pairs of each plan the filler runs before asking for the next plan "
+                      "(0: all)", type="int"),
         GraphArgument("device", device, "torch device for the models (cpu, cuda, cuda:1, ...)"),
     )
 
@@ -183,13 +185,14 @@ PLANNER = GraphNode(
 FILLER = GraphNode(
     "filler", "wp_filler", "wp_policy.ros.filler_node",
     arg_params={"checkpoint": "ae_checkpoint", "stats": "stats", "tokenizer": "tokenizer",
-                "instruction": "instruction", "replan_mode": "replan_mode", "device": "device",
-                "clock_mode": "clock_mode"},
+                "instruction": "instruction", "replan_mode": "replan_mode", "pairs_per_plan": "pairs_per_plan",
+                "device": "device", "clock_mode": "clock_mode"},
 )
 LIBERO_BRIDGE = GraphNode(
     "libero_bridge", "wp_libero_bridge", "wp_policy.ros.libero_bridge_node",
     arg_params={"env": "env", "task_id": "task_id", "trials": "trials", "seed": "seed", "max_steps": "max_steps",
-                "clock_mode": "clock_mode", "output_dir": "output_dir", "replan_mode": "replan_mode"},
+                "clock_mode": "clock_mode", "output_dir": "output_dir", "replan_mode": "replan_mode",
+                "pairs_per_plan": "pairs_per_plan"},
     ends_graph=True,  # it runs a finite list of episodes, writes the results and exits
 )
 COMMON_PARAMS = {"robot_config": "robot_config", "use_sim_time": "use_sim_time"}

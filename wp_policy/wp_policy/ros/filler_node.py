@@ -70,6 +70,7 @@ PARAMS = {
     **policy_params.COMMON,
     "replan_mode": ("after_last", "after_last: plan when the last pair has run (the seed); lookahead: fill ahead "
                                   "and ask for the next plan plan_lead_s early"),
+    "pairs_per_plan": (0, "run the first N pairs of each plan, then ask for a new one (0: all pairs)"),
     "clock_mode": ("wall", "wall: a command per control tick from a timer; lockstep: one command per observation "
                            "set (simulation / lock-step bag replay)"),
     "command_qos": ("", "QoS profile of the command topics; empty = the robot config's ('reliable' for lock-step "
@@ -84,7 +85,7 @@ PARAMS = {
     "num_flow_steps": (10, "Euler steps of the AE sampler"),
     "seed": (0, "AE noise seed (combined with each observation stamp)"),
 }
-READ_ONLY = (*policy_params.READ_ONLY, "replan_mode", "clock_mode", "command_qos", "plan_lead_s", "fill_lead_s",
+READ_ONLY = (*policy_params.READ_ONLY, "replan_mode", "pairs_per_plan", "clock_mode", "command_qos", "plan_lead_s", "fill_lead_s",
              "num_flow_steps", "seed", "obs_timeout", "feedback_timeout")
 STALE = ("stale_obs", "stale_feedback")
 WAITING = ("fill_pending", "waiting_plan")  # no action yet; lockstep waits, wall holds (starvation once engaged)
@@ -129,7 +130,8 @@ class FillerNode(Node):
     def _new_runner(self) -> WaypointRunner:
         hz = self.robot.control_hz
         return WaypointRunner(self._fill, self.p["replan_mode"], lead_ticks=math.ceil(self.p["plan_lead_s"] * hz),
-                              fill_lead_ticks=math.ceil(self.p["fill_lead_s"] * hz))
+                              fill_lead_ticks=math.ceil(self.p["fill_lead_s"] * hz),
+                              pairs_per_plan=self.p["pairs_per_plan"])
 
     def _init_state(self) -> None:
         self._newest_stamp = -1  # newest observation stamp of this timeline

@@ -82,6 +82,7 @@ PARAMS = {  # name: (default, description)
     "num_wait_steps": (NUM_WAIT_STEPS, "steps of the wait action before the policy acts (objects settle)"),
     "clock_mode": ("lockstep", "lockstep: publish /clock and wait for every command; wall: real-time loop"),
     "replan_mode": ("after_last", "the filler's replan mode, recorded in the results"),
+    "pairs_per_plan": (0, "the filler's pairs_per_plan, recorded in the results"),
     "output_dir": ("", "folder for results.json and the videos; empty: write nothing"),
     "record_video": (True, "one MP4 per episode (agentview, LIBERO naming) in output_dir"),
     "instruction": ("", "instruction override; empty: the task's own"),
@@ -113,6 +114,7 @@ class BridgeConfig:
     num_wait_steps: int = NUM_WAIT_STEPS
     clock_mode: str = "lockstep"
     replan_mode: str = "after_last"
+    pairs_per_plan: int = 0
     output_dir: str = ""
     record_video: bool = True
     instruction: str = ""
@@ -132,6 +134,7 @@ class BridgeConfig:
             "max_steps": (self.max_steps >= 0, "must be >= 0 (0: the task's budget)"),
             "num_wait_steps": (self.num_wait_steps >= 0, "must be >= 0"),
             "clock_mode": (self.clock_mode in ("lockstep", "wall"), "must be lockstep or wall"),
+            "pairs_per_plan": (self.pairs_per_plan >= 0, "must be >= 0 (0: every pair)"),
             "instruction_lead_s": (self.instruction_lead_s >= 0, "must be >= 0"),
             "command_timeout_s": (self.command_timeout_s > 0, "must be > 0"),
             "startup_timeout_s": (self.startup_timeout_s > 0, "must be > 0"),
@@ -157,6 +160,7 @@ def plan_episodes(cfg: BridgeConfig) -> tuple[EvalConfig, list[EpisodeSpec]]:
         policy_config="(the graph's planner and filler)",  # unused here: the models live in the other nodes
         tasks=tuple(names) if cfg.task_id < 0 else (names[cfg.task_id],), trials_per_task=cfg.trials, seed=cfg.seed,
         num_wait_steps=cfg.num_wait_steps, max_steps=cfg.max_steps, replan_mode=cfg.replan_mode,
+        pairs_per_plan=cfg.pairs_per_plan,
         record_video=cfg.record_video, output_dir=cfg.output_dir or ".")
     return config, episode_specs(config)
 
@@ -425,7 +429,8 @@ class LiberoBridgeNode(Node):
             task=spec.task, trial=spec.trial, seed=spec.seed, success=success, steps=len(actions),
             termination=termination,
             actions=np.stack(actions) if actions else np.zeros((0, self.robot.action.dim)),
-            video=video, replan_mode=self.cfg.replan_mode, init_state=spec.init_state,
+            video=video, replan_mode=self.cfg.replan_mode, pairs_per_plan=self.cfg.pairs_per_plan,
+            init_state=spec.init_state,
             episode_s=time.perf_counter() - started)
         return result
 

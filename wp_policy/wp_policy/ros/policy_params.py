@@ -43,6 +43,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "num_waypoints": (lambda v: v >= 1, "must be >= 1"),
     "num_flow_steps": (lambda v: v >= 1, "must be >= 1"),
     "replan_mode": (lambda v: v in ("after_last", "lookahead"), "must be after_last or lookahead"),
+    "pairs_per_plan": (lambda v: v >= 0, "must be >= 0 (0: every pair of a plan)"),
     "clock_mode": (lambda v: v in ("wall", "lockstep"), "must be wall or lockstep"),
     "command_qos": (lambda v: v in ("", *QOS_NAMES), f"must be empty or one of {list(QOS_NAMES)}"),
 }

@@ -25,6 +25,11 @@ Replan modes:
   (:meth:`request_plan`, then :meth:`load_plan`) is appended after the queued pairs on the plan's own clock: its
   waypoints are due ``d_1 + .. + d_i`` ticks after the observation it was planned from, so waypoints due before the
   queue ends are dropped and the first kept one is reached from the queue's last waypoint in the ticks that remain.
+
+``pairs_per_plan`` (both modes; 0 = all, the seed) runs only the first N pairs of each plan and replans from the
+observation after them, like openpi's ``replan_steps`` for action chunks: the planner re-localises the object as
+the arm closes in instead of committing to waypoints read off one distant view. A stop (d = 0) among the first N
+waypoints stops as usual; one further out is dropped with the rest, and the next plan decides again.
 """
 
 from __future__ import annotations
@@ -71,13 +76,16 @@ class Chunk:
 
 class WaypointRunner:
     def __init__(self, fill: FillFn, replan_mode: ReplanMode = "after_last", lead_ticks: int = 0,
-                 fill_lead_ticks: int = 0):
+                 fill_lead_ticks: int = 0, pairs_per_plan: int = 0):
         if replan_mode not in REPLAN_MODES:
             raise ValueError(f"replan_mode must be 'after_last' or 'lookahead', got {replan_mode!r}")
         if lead_ticks < 0 or fill_lead_ticks < 0:
             raise ValueError(f"lead_ticks ({lead_ticks}) and fill_lead_ticks ({fill_lead_ticks}) must be >= 0")
+        if pairs_per_plan < 0:
+            raise ValueError(f"pairs_per_plan must be >= 0 (0: run every pair of a plan), got {pairs_per_plan}")
         self._fill, self.mode = fill, replan_mode
         self.lead_ticks, self.fill_lead_ticks = int(lead_ticks), int(fill_lead_ticks)
+        self.pairs_per_plan = int(pairs_per_plan)
         self._queue: deque[_Pair] = deque()  # pairs not started yet (filled, pending or unfilled)
         self._actions: deque[np.ndarray] = deque()  # what is left of the running pair
         self._running_end: np.ndarray | None = None
@@ -134,9 +142,12 @@ class WaypointRunner:
         return self._queue[-1].end.proprio if self._queue else self._running_end
 
     def _append(self, waypoints: tuple[Waypoint, ...], start: np.ndarray | None, skip: int) -> None:
-        """Queue pairs from ``start`` through ``waypoints``, dropping those due within ``skip`` ticks."""
-        elapsed, prev = 0, start
+        """Queue pairs from ``start`` through ``waypoints``, dropping those due within ``skip`` ticks and keeping
+        at most ``pairs_per_plan`` of the rest."""
+        elapsed, prev, kept = 0, start, 0
         for wp in waypoints:
+            if self.pairs_per_plan and kept == self.pairs_per_plan:
+                return
             if wp.duration == 0:
                 self._queue.append(_Pair(prev, wp))
                 return
@@ -145,7 +156,7 @@ class WaypointRunner:
                 continue
             duration = min(wp.duration, elapsed - skip)
             self._queue.append(_Pair(prev, Waypoint(wp.proprio, duration)))
-            prev = wp.proprio
+            prev, kept = wp.proprio, kept + 1
 
     # ---- state -----------------------------------------------------------------------------------------------
     @property

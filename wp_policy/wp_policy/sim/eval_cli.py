@@ -64,6 +64,7 @@ class EvalConfig:
     max_steps_per_task: dict[str, int] = field(default_factory=dict)  # per-task budget, wins over max_steps
     replan_mode: str = "after_last"  # after_last | lookahead (see wp_policy.runtime.runner)
     lead_ticks: int = 4  # lookahead: ask for the next plan when this many actions are left
+    pairs_per_plan: int = 0  # run the first N pairs of each plan, then replan (0: all; see WaypointRunner)
     workers: int = 1  # episode worker processes
     torch_threads: int = 0  # intra-op threads per worker; 0: cpu_count // workers
     record_video: bool = True
@@ -75,7 +76,7 @@ class EvalConfig:
         for name in ("trials_per_task", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_wait_steps", "max_steps", "lead_ticks", "torch_threads"):
+        for name in ("num_wait_steps", "max_steps", "lead_ticks", "pairs_per_plan", "torch_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.replan_mode not in REPLAN_MODES:
@@ -212,7 +213,7 @@ def _run_in_worker(spec: EpisodeSpec) -> dict:
     cfg: EvalConfig = w["config"]
     video_dir = w["output_dir"] / "videos" if cfg.record_video else None
     result = run_episode(w["env"], w["policy"], spec, replan_mode=cfg.replan_mode, record_video=video_dir,
-                         lead_ticks=cfg.lead_ticks)
+                         lead_ticks=cfg.lead_ticks, pairs_per_plan=cfg.pairs_per_plan)
     result.save(episode_path(w["output_dir"], spec))
     return summary_record(result)
 

@@ -17,7 +17,8 @@ Interface (stable; other modules code against it):
 - ``EpisodeResult``: what happened (``success``, policy ``steps``, ``termination``, ``actions`` float64 [steps, 7],
   plan/fill latencies in seconds, video path); ``to_json()`` / ``from_json()`` round-trip it exactly.
 - ``reset_episode(env, spec) -> SimObservation``: the spec's start (init-state row, else seeded reset).
-- ``run_episode(env, policy, spec, replan_mode="after_last", record_video=None, lead_ticks=4, fill_lead_ticks=0)``.
+- ``run_episode(env, policy, spec, replan_mode="after_last", record_video=None, lead_ticks=4, fill_lead_ticks=0,
+  pairs_per_plan=0)``.
 - ``write_video(frames, path, fps=VIDEO_FPS)``: an H.264 MP4 through imageio-ffmpeg.
 
 The loop: reset (seeded or from an init state), ``num_wait_steps`` x ``WAIT_ACTION`` so objects settle, then per
@@ -114,6 +115,7 @@ class EpisodeResult:
     fill_latency_s: tuple[float, ...] = ()  # one per policy.fill call
     video: str | None = None
     replan_mode: str = "after_last"
+    pairs_per_plan: int = 0  # pairs of each plan that ran before the next plan (0: all)
     init_state: int | None = None
     num_plans: int = 0
     episode_s: float = 0.0  # wall time of the whole episode (reset, wait steps, policy steps, video)
@@ -155,7 +157,8 @@ class _Timings:
 
 
 def run_episode(env: SimEnv, policy, spec: EpisodeSpec, replan_mode: str = "after_last",
-                record_video: str | Path | None = None, lead_ticks: int = 4, fill_lead_ticks: int = 0) -> EpisodeResult:
+                record_video: str | Path | None = None, lead_ticks: int = 4, fill_lead_ticks: int = 0,
+                pairs_per_plan: int = 0) -> EpisodeResult:
     """Run one episode (see the module docstring); ``record_video``: folder for the episode's MP4, or None."""
     if replan_mode not in REPLAN_MODES:
         raise ValueError(f"replan_mode must be one of {list(REPLAN_MODES)}, got {replan_mode!r}")
@@ -176,7 +179,8 @@ def run_episode(env: SimEnv, policy, spec: EpisodeSpec, replan_mode: str = "afte
         timings.plan.append(time.perf_counter() - t0)
         return out
 
-    runner = WaypointRunner(fill, replan_mode, lead_ticks=lead_ticks, fill_lead_ticks=fill_lead_ticks)
+    runner = WaypointRunner(fill, replan_mode, lead_ticks=lead_ticks, fill_lead_ticks=fill_lead_ticks,
+                            pairs_per_plan=pairs_per_plan)
     obs = reset_episode(env, spec)
     for _ in range(spec.num_wait_steps):
         obs = env.step(WAIT_ACTION).obs
@@ -214,7 +218,8 @@ def run_episode(env: SimEnv, policy, spec: EpisodeSpec, replan_mode: str = "afte
         termination=termination,
         actions=np.stack(actions) if actions else np.zeros((0, action_dim), dtype=np.float64),
         plan_latency_s=tuple(timings.plan), fill_latency_s=tuple(timings.fill), video=video,
-        replan_mode=replan_mode, init_state=spec.init_state, num_plans=len(timings.plan),
+        replan_mode=replan_mode, pairs_per_plan=pairs_per_plan, init_state=spec.init_state,
+        num_plans=len(timings.plan),
         episode_s=time.perf_counter() - started,
     )
 
