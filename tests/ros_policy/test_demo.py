@@ -37,6 +37,13 @@ def test_missing_policy_or_bad_values_fail_clearly(tmp_path):
     assert proc.returncode == 2 and "episodes must be >= 1, got 0" in proc.stderr
 
 
+def test_negative_pairs_per_plan_is_refused():
+    from wp_policy.demo import DemoConfig
+
+    with pytest.raises(ValueError, match="pairs_per_plan must be >= 0, got -1"):
+        DemoConfig(pairs_per_plan=-1)
+
+
 @pytest.mark.slow
 @pytest.mark.ros
 @pytest.mark.sim

@@ -62,6 +62,11 @@ def specs():
     return specs
 
 
+def test_bridge_config_refuses_a_negative_pairs_per_plan():
+    with pytest.raises(ValueError, match=r"pairs_per_plan must be >= 0 \(0: every pair\), got -1"):
+        BridgeConfig(env=ENV, pairs_per_plan=-1)
+
+
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory, files, rclpy_context):
     """One ``wp-launch libero_sim`` run of both episodes: (exit code, output, results.json, episode summaries)."""

@@ -22,6 +22,8 @@ def test_bad_parameters_stop_the_nodes_with_a_clear_message(policy_files):
         "no checkpoint": (node("planner_node", *files), "parameter 'checkpoint' is empty: pass vlm_checkpoint:="),
         "bad mode": (node("filler_node", f"checkpoint:={policy_files.ae}", *files, "clock_mode:=sometimes"),
                      "clock_mode must be wall or lockstep, got 'sometimes'"),
+        "bad pairs": (node("filler_node", f"checkpoint:={policy_files.ae}", *files, "pairs_per_plan:=-1"),
+                      "pairs_per_plan must be >= 0 (0: every pair of a plan), got -1"),
         "wrong robot": (node("planner_node", f"checkpoint:={policy_files.vlm}", *files, "robot_config:=libero"),
                         "plans 14-D waypoints but robot libero has 8 proprio dims"),
     }

@@ -69,6 +69,7 @@ def test_shipped_configs_follow_the_protocol(capsys):
         ({"workers": 0}, "workers must be >= 1"),
         ({"max_steps": -5}, "max_steps must be >= 0"),
         ({"replan_mode": "sometimes"}, r"replan_mode must be one of \['after_last', 'lookahead'\]"),
+        ({"pairs_per_plan": -1}, "pairs_per_plan must be >= 0"),
         ({"seeds": [1, 2, 3]}, "seeds has 3 values but trials_per_task is 2"),
         ({"max_steps_per_task": {"Lift": 0}}, "max_steps_per_task values must be positive"),
         ({"env": {"env": "robosuite:Open"}}, r"unknown robosuite target\(s\) \['Open'\]"),

@@ -85,8 +85,8 @@ PARAMS = {
     "num_flow_steps": (10, "Euler steps of the AE sampler"),
     "seed": (0, "AE noise seed (combined with each observation stamp)"),
 }
-READ_ONLY = (*policy_params.READ_ONLY, "replan_mode", "pairs_per_plan", "clock_mode", "command_qos", "plan_lead_s", "fill_lead_s",
-             "num_flow_steps", "seed", "obs_timeout", "feedback_timeout")
+READ_ONLY = (*policy_params.READ_ONLY, "replan_mode", "pairs_per_plan", "clock_mode", "command_qos", "plan_lead_s",
+             "fill_lead_s", "num_flow_steps", "seed", "obs_timeout", "feedback_timeout")
 STALE = ("stale_obs", "stale_feedback")
 WAITING = ("fill_pending", "waiting_plan")  # no action yet; lockstep waits, wall holds (starvation once engaged)
 _JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
