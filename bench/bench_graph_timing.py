@@ -51,7 +51,8 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 from wp_policy.paths import config_dir  # noqa: E402
 from wp_policy.robot_config import load_robot_config  # noqa: E402
 from wp_policy.ros.diagnostics import status_values  # noqa: E402
-from wp_policy.ros.plan_msgs import RESUME_SERVICE, stop_message  # noqa: E402
+from wp_policy.ros.plan_msgs import stop_message  # noqa: E402
+from wp_policy.ros.topics import RESUME_SERVICE  # noqa: E402
 from wp_policy.ros.qos import qos_profile  # noqa: E402
 
 PLANNER_SEED = 1  # the untrained planner of this seed plans d = 25 ticks per waypoint

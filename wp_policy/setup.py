@@ -46,6 +46,7 @@ setup(
             "wp_aggregator = wp_policy.ros.aggregator_node:main",
             "wp_planner = wp_policy.ros.planner_node:main",
             "wp_filler = wp_policy.ros.filler_node:main",
+            "wp_final_hold = wp_policy.ros.final_hold_node:main",
             "wp-stop = wp_policy.ros.stop_cli:main",
             "wp-eval = wp_policy.sim.eval_cli:main",
             "wp-demo = wp_policy.demo:main",

@@ -15,11 +15,19 @@ from wp_policy.supervisor import node_command, write_overrides
 
 
 def test_graphs_have_the_designed_nodes():
-    assert [n.name for n in get_graph("r1lite").nodes] == ["aggregator", "planner", "filler"]
+    assert [n.name for n in get_graph("r1lite").nodes] == ["aggregator", "planner", "filler", "final_hold"]
     assert [n.name for n in get_graph("libero_sim").nodes] == ["libero_bridge", "aggregator", "planner", "filler"]
     executables = {n.name: n.executable for g in GRAPHS.values() for n in g.nodes}
     assert executables == {"aggregator": "wp_aggregator", "planner": "wp_planner", "filler": "wp_filler",
-                           "libero_bridge": "wp_libero_bridge"}
+                           "libero_bridge": "wp_libero_bridge", "final_hold": "wp_final_hold"}
+    assert {n.name: n.covers for n in get_graph("r1lite").nodes if n.covers} == {"final_hold": "filler"}
+
+
+def test_a_covering_node_comes_with_the_node_it_covers():
+    graph = get_graph("r1lite")
+    assert [n.name for n in resolve_graph(graph, {}, only=["aggregator", "filler"])] == [
+        "aggregator", "filler", "final_hold"]
+    assert [n.name for n in resolve_graph(graph, {}, only=["planner"])] == ["planner"]
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
@@ -98,12 +106,15 @@ class _LaunchConfiguration(_Action):
 def _fake_launch_modules():
     """Stand-ins for the ROS ``launch``/``launch_ros`` packages (not installable here) that record every call."""
     mods = {name: types.ModuleType(name) for name in
-            ("launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions")}
+            ("launch", "launch.actions", "launch.event_handlers", "launch.substitutions", "launch_ros",
+             "launch_ros.actions")}
     mods["launch"].LaunchDescription = type("LaunchDescription", (_Action,), {})
     mods["launch"].LaunchContext = object
     mods["launch.actions"].DeclareLaunchArgument = type("DeclareLaunchArgument", (_Action,), {})
     mods["launch.actions"].OpaqueFunction = type("OpaqueFunction", (_Action,), {})
     mods["launch.actions"].Shutdown = type("Shutdown", (_Action,), {})
+    mods["launch.actions"].RegisterEventHandler = type("RegisterEventHandler", (_Action,), {})
+    mods["launch.event_handlers"].OnProcessExit = type("OnProcessExit", (_Action,), {})
     mods["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
     mods["launch_ros.actions"].Node = type("Node", (_Action,), {})
     return mods
@@ -125,8 +136,14 @@ def test_launch_file_is_built_from_the_graph(name, monkeypatch, request):
                for d, a in zip(declared, graph.arguments))
     values = {a.name: a.default for a in graph.arguments} | {"use_sim_time": "true", "device": "cuda:1"}
     context = types.SimpleNamespace(launch_configurations=values)
-    nodes = opaque.kwargs["function"](context, *opaque.kwargs["args"])
-    expected = resolve_graph(graph, values)
+    actions = opaque.kwargs["function"](context, *opaque.kwargs["args"])
+    nodes = [a for a in actions if type(a).__name__ == "Node"]
+    handlers = [a for a in actions if type(a).__name__ == "RegisterEventHandler"]
+    resolved = resolve_graph(graph, values)
+    expected = [e for e in resolved if not e.covers]
+    by_name = {n.kwargs["name"]: n for n in nodes}
+    assert [(h.args[0].kwargs["target_action"], [a.kwargs["name"] for a in h.args[0].kwargs["on_exit"]])
+            for h in handlers] == [(by_name[e.covers], [e.name]) for e in resolved if e.covers]
     assert [n.kwargs["executable"] for n in nodes] == [e.executable for e in expected]
     assert [n.kwargs["name"] for n in nodes] == [e.name for e in expected]
     assert [n.kwargs["parameters"] for n in nodes] == [[str(e.params_files[0]), dict(e.parameters)] for e in expected]

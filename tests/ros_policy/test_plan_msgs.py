@@ -30,7 +30,7 @@ def test_plan_encoding_round_trips(plan, r1lite_config):
     assert back.stamp_ns == STAMP and [w.duration for w in back.waypoints] == [3, 9, 0]
     for a, b in zip(back.waypoints, plan.waypoints):
         np.testing.assert_array_equal(a.proprio, b.proprio)
-    assert not is_stop_message(msg)
+    assert not is_stop_message(msg, r1lite_config.control_period)
 
 
 def test_joint_order_follows_the_names(plan, r1lite_config):
@@ -43,12 +43,26 @@ def test_joint_order_follows_the_names(plan, r1lite_config):
                                   plan.waypoints[1].proprio)
 
 
+PERIOD = 1 / 15
+
+
 def test_stop_rule():
-    assert is_stop_message(stop_message(5))  # no joint names, no positions needed
-    assert is_stop_message(JointTrajectory(joint_names=["x"], points=[JointTrajectoryPoint(positions=[float("nan")])]))
+    assert is_stop_message(stop_message(5), PERIOD)  # no joint names, no positions needed
+    nan = JointTrajectory(joint_names=["x"], points=[JointTrajectoryPoint(positions=[float("nan")])])
+    assert is_stop_message(nan, PERIOD)
     later = JointTrajectoryPoint(time_from_start=Duration(sec=1))
-    assert not is_stop_message(JointTrajectory(points=[later, JointTrajectoryPoint()]))
-    assert not is_stop_message(JointTrajectory())
+    assert not is_stop_message(JointTrajectory(points=[later, JointTrajectoryPoint()]), PERIOD)
+    assert not is_stop_message(JointTrajectory(), PERIOD)
+
+
+def test_a_first_point_that_rounds_to_zero_ticks_is_a_stop_for_every_reader(r1lite_config):
+    """One rule: what the filler's plan reader turns into a 0-tick first waypoint, every node treats as a stop."""
+    for ns, stop in ((1_000_000, True), (33_000_000, True), (34_000_000, False), (66_666_667, False)):
+        msg = JointTrajectory(points=[JointTrajectoryPoint(time_from_start=Duration(nanosec=ns))])
+        assert is_stop_message(msg, PERIOD) is stop, ns
+        msg = plan_to_message(Plan((Waypoint(np.zeros(14), 3),), STAMP), r1lite_config)
+        msg.points[0].time_from_start = Duration(nanosec=ns)
+        assert message_to_plan(msg, r1lite_config, 32).is_stop is stop, ns
 
 
 def _edit(msg, fn):

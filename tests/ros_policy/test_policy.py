@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -160,3 +161,26 @@ def test_runtime_imports_without_rclpy():
             "print(sorted(m for m in sys.modules if m.startswith('rclpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_mismatches_fail_at_load_time_with_one_line_naming_the_file(policy_config, policy_files, r1lite_config,
+                                                                    tmp_path):
+    """Every mismatch that would otherwise fail on each plan or fill (or crash with an AttributeError) is a
+    ConfigError when the policy loads."""
+    from wp_policy.config_io import ConfigError
+    from wp_policy.models import WaypointActionExpert, ae_config, save_pretrained
+
+    keys = tuple(c.model_key for c in r1lite_config.cameras)
+    short = save_pretrained(WaypointActionExpert(ae_config("tiny", image_keys=keys, horizon=16)), tmp_path / "ae16")
+    with pytest.raises(ConfigError, match=r"ae16: the AE fills 16-step chunks.*needs horizon >= 32"):
+        WaypointPolicy.from_config(replace(policy_config, ae_checkpoint=str(short)))
+    with pytest.raises(ConfigError, match=r"vlm: holds a VLM planner checkpoint, but this path must name an Action"):
+        WaypointPolicy.from_config(replace(policy_config, ae_checkpoint=str(policy_files.vlm)))
+    with pytest.raises(ConfigError, match=r"ae: holds an Action Expert checkpoint, but this path must name a VLM"):
+        WaypointPolicy.from_config(replace(policy_config, vlm_checkpoint=str(policy_files.ae)))
+    broken = tmp_path / "broken"
+    shutil.copytree(policy_files.ae, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a truncated copy
+    with pytest.raises(ConfigError, match=r"broken/model.safetensors: unreadable safetensors file"):
+        WaypointPolicy.from_config(replace(policy_config, ae_checkpoint=str(broken)))

@@ -56,8 +56,10 @@ def test_operator_stop_drops_everything():
     assert r.step(obs(0)) is not None
     r.load_plan(plan(([9.0, 9.0], 0)))
     assert r.stopped and r.step(obs(1)) is None and not r.needs_plan
-    r.load_plan(plan(([1.0, 1.0], 2)))  # a new plan resumes
-    assert not r.stopped and r.step(obs(2)) is not None
+    assert not r.load_plan(plan(([1.0, 1.0], 2)))  # a stop is latched: a later plan is ignored ...
+    assert r.stopped and r.step(obs(2)) is None
+    r.reset()  # ... until the caller resets (resume / new instruction)
+    assert r.load_plan(plan(([1.0, 1.0], 2))) and not r.stopped and r.step(obs(3)) is not None
 
 
 def test_model_stop_mid_plan_runs_the_pairs_before_it():

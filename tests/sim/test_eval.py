@@ -147,8 +147,9 @@ def test_summary_table_and_chart(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_episode_failing_in_a_worker_is_named_and_ends_the_run(tmp_path, policy_yaml, capsys):
-    """Policy files that exist but do not load fail inside the worker; the parent names the episode and the cause."""
+def test_a_checkpoint_failing_to_load_in_a_worker_is_one_line_naming_the_file(tmp_path, policy_yaml, capsys):
+    """Policy files that exist but do not load fail inside the worker: a known configuration error, reported in
+    one line naming the file (exit 2), never as a traceback, and nothing is written."""
     corrupt = tmp_path / "corrupt"
     shutil.copytree(policy_yaml.parent, corrupt)
     (corrupt / "ae" / "model.safetensors").write_bytes(b"not a safetensors file")
@@ -156,11 +157,61 @@ def test_an_episode_failing_in_a_worker_is_named_and_ends_the_run(tmp_path, poli
             for k, v in yaml.safe_load(policy_yaml.read_text()).items()}
     (corrupt / "policy.yaml").write_text(yaml.safe_dump(data))
     config = _eval_yaml(tmp_path, corrupt / "policy.yaml", trials_per_task=1)
+    assert main(["--config", str(config), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"wp-eval: error: {corrupt / 'ae' / 'model.safetensors'}: unreadable safetensors file" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list((tmp_path / "out" / "episodes").glob("*.json"))
+
+
+def test_only_known_errors_are_one_line_anything_else_keeps_its_traceback(tmp_path, policy_yaml, monkeypatch,
+                                                                          capsys):
+    import wp_policy.sim.eval_cli as eval_cli
+
+    config = _eval_yaml(tmp_path, policy_yaml)
+
+    def bug_in_an_episode(*args, **kwargs):
+        try:
+            raise ValueError("a bug deep in the rollout")
+        except ValueError as exc:
+            raise eval_cli.EpisodeError("episode Lift_t0 failed: ValueError: a bug deep in the rollout") from exc
+
+    monkeypatch.setattr(eval_cli, "evaluate", bug_in_an_episode)
     assert main(["--config", str(config), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "EpisodeError: episode Lift_t0 failed: RuntimeError: loading the policy failed" in err
-    assert f"ae_checkpoint {corrupt / 'ae'}" in err and "SafetensorError" in err
-    assert not list((tmp_path / "out" / "episodes").glob("*.json"))
+    assert "Traceback" in err and "raise ValueError(\"a bug deep in the rollout\")" in err
+
+    def bare_bug(*args, **kwargs):
+        raise ValueError("not a configuration problem")
+
+    monkeypatch.setattr(eval_cli, "evaluate", bare_bug)
+    with pytest.raises(ValueError, match="not a configuration problem"):  # propagates, with its traceback
+        main(["--config", str(config), "--no-progress"])
+
+
+@pytest.mark.slow
+def test_workers_end_with_a_killed_parent(tmp_path, policy_yaml):
+    """SIGKILL of wp-eval (no chance to clean up) still ends its workers at once, mid-episode."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    config = _eval_yaml(tmp_path, policy_yaml, trials_per_task=2, workers=2, max_steps=10000)
+    proc = subprocess.Popen([sys.executable, "-m", "wp_policy.sim.eval_cli", "--config", str(config),
+                             "--no-progress"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 120
+    while len(parent.children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = [c for c in parent.children() if "spawn" in " ".join(c.cmdline())]
+    assert len(workers) == 2, parent.children()
+    time.sleep(3.0)  # inside their first episode (env built, policy loaded or loading)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"workers outlived their killed parent: {alive}"
 
 
 # ---- real runs through the command line ------------------------------------------------------------------------

@@ -7,7 +7,9 @@ here and start exactly the nodes, parameters files, parameters and remappings it
 Format: a :class:`GraphSpec` has launch arguments (name, default, description, type) and nodes. A :class:`GraphNode`
 names its ROS node, its installed executable (console script, ``lib/wp_policy/<executable>``), the module that
 ``python -m`` runs, which node parameters take which argument's value (``arg_params``), its remappings, and whether
-its exit ends the run (``ends_graph``: a simulation bridge that runs a finite episode list). Every node
+its exit ends the run (``ends_graph``: a simulation bridge that runs a finite episode list), or whether it is a
+one-shot node started only once another node is gone (``covers``: the final hold that commands the robot when the
+filler has died without sending its own). Every node
 also reads the graph's params YAML (argument ``params_file``; relative paths resolve in the wp_policy configs dir,
 keyed by node name under ``ros__parameters``) and gets the graph-wide ``common_params`` (robot config, sim time).
 Arguments override the YAML. Adding a node is adding a GraphNode entry; no launcher changes.
@@ -51,6 +53,7 @@ class GraphNode:
     arg_params: Mapping[str, str] = field(default_factory=dict)  # node parameter -> graph argument
     remaps: tuple[tuple[str, str], ...] = ()
     ends_graph: bool = False  # the run is over when this node exits (exit 0: success; e.g. a finite episode list)
+    covers: str = ""  # not started with the graph: run once the named node has died without a clean exit
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class GraphSpec:
                 raise ValueError(f"graph {self.name}: duplicate {kind} names {dupes}")
         if PARAMS_FILE_ARG not in args:
             raise ValueError(f"graph {self.name}: every graph needs a {PARAMS_FILE_ARG!r} argument")
+        bad = [n.name for n in self.nodes if n.covers and (n.covers not in nodes or n.ends_graph)]
+        if bad:
+            raise ValueError(f"graph {self.name}: nodes {bad} cover a node the graph lacks (or also end the graph)")
         for owner, mapping in [("common_params", self.common_params), *((n.name, n.arg_params) for n in self.nodes)]:
             unknown = sorted(set(mapping.values()) - set(args))
             if unknown:
@@ -93,6 +99,7 @@ class ResolvedNode:
     parameters: Mapping[str, Any]  # typed values, applied after the params files
     remaps: tuple[tuple[str, str], ...]
     ends_graph: bool = False
+    covers: str = ""
 
 
 def convert_argument(arg: GraphArgument, value: str) -> Any:
@@ -133,7 +140,8 @@ def parse_launch_args(items: list[str]) -> dict[str, str]:
 
 
 def resolve_graph(graph: GraphSpec, values: Mapping[str, str], only: list[str] | None = None) -> list[ResolvedNode]:
-    """Argument values (strings; missing ones take defaults) -> the nodes to start, optionally only some by name."""
+    """Argument values (strings; missing ones take defaults) -> the nodes to start, optionally only some by name
+    (a node that ``covers`` another comes along with it)."""
     known = {a.name for a in graph.arguments}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -145,7 +153,7 @@ def resolve_graph(graph: GraphSpec, values: Mapping[str, str], only: list[str] |
         missing = sorted(set(only) - {n.name for n in nodes})
         if missing:
             raise ValueError(f"graph {graph.name} has no node(s) {missing}; nodes: {[n.name for n in nodes]}")
-        nodes = tuple(n for n in nodes if n.name in only)
+        nodes = tuple(n for n in nodes if n.name in only or n.covers in only)
     return [
         ResolvedNode(
             name=n.name,
@@ -155,6 +163,7 @@ def resolve_graph(graph: GraphSpec, values: Mapping[str, str], only: list[str] |
             parameters={p: typed[a] for p, a in {**graph.common_params, **n.arg_params}.items()},
             remaps=n.remaps,
             ends_graph=n.ends_graph,
+            covers=n.covers,
         )
         for n in nodes
     ]
@@ -195,6 +204,10 @@ LIBERO_BRIDGE = GraphNode(
                 "pairs_per_plan": "pairs_per_plan"},
     ends_graph=True,  # it runs a finite list of episodes, writes the results and exits
 )
+FINAL_HOLD = GraphNode(
+    "final_hold", "wp_final_hold", "wp_policy.ros.final_hold_node",
+    covers="filler",  # the robot gets an explicit hold, never silence, when the filler dies
+)
 COMMON_PARAMS = {"robot_config": "robot_config", "use_sim_time": "use_sim_time"}
 
 R1LITE = GraphSpec(
@@ -209,7 +222,7 @@ R1LITE = GraphSpec(
         GraphArgument("use_sim_time", "false", "follow /clock (bag replay in lock-step) instead of the wall clock",
                       type="bool"),
     ),
-    nodes=(AGGREGATOR, PLANNER, FILLER),
+    nodes=(AGGREGATOR, PLANNER, FILLER, FINAL_HOLD),
     common_params=COMMON_PARAMS,
 )
 

@@ -19,6 +19,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from wp_policy.config_io import ConfigError
+
 EPS = 1e-6
 STAT_FIELDS = ("mean", "std", "min", "max", "q01", "q99")
 ACTION, PROPRIO = "action", "proprio"
@@ -27,7 +29,7 @@ _ALIASES = {ACTION: ("action", "actions"), PROPRIO: ("proprio", "state")}
 NormMode = Literal["q99", "zscore"]
 
 
-class StatsError(ValueError):
+class StatsError(ConfigError):
     """A statistics file is missing, malformed or does not match the robot's dims."""
 
 

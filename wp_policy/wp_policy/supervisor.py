@@ -7,6 +7,11 @@ period) and exit 0. If a node exits on its own, the supervisor names it, stops t
 the graph's ``ends_graph`` node (e.g. the LIBERO bridge after its last episode) exiting with 0: then the run is
 complete, the others are stopped and wp-launch exits 0 (a non-zero exit of that node still gives 1).
 
+A node that ``covers`` another (the r1lite graph's ``final_hold`` covers the filler) is not started with the graph:
+it runs once, at once, when the covered node dies without a clean exit (crash, kill, non-zero code, or still
+running after SIGINT), so the robot gets an explicit hold on every command topic rather than silence. A filler that
+exits cleanly has sent its own final hold.
+
     wp-launch r1lite vlm_checkpoint:=ckpt/vlm ae_checkpoint:=ckpt/ae stats:=ckpt/stats.json tokenizer:=tok.model
     wp-launch r1lite --nodes aggregator use_sim_time:=true      # just the aggregator, following /clock
     wp-launch libero_sim --show-args
@@ -15,7 +20,6 @@ complete, the others are stopped and wp-launch exits 0 (a non-zero exit of that 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import shutil
 import signal
@@ -31,8 +35,10 @@ from typing import TextIO
 import yaml
 
 from wp_policy.graph import GRAPHS, ResolvedNode, get_graph, parse_launch_args, resolve_graph
+from wp_policy.process_utils import die_with_parent
 
 POLL_S = 0.05
+COVER_TIMEOUT_S = 15.0  # a cover (final hold) waits up to a few seconds for feedback and the controllers
 
 
 def node_command(node: ResolvedNode, overrides_file: Path, python: str = sys.executable) -> list[str]:
@@ -53,14 +59,6 @@ def write_overrides(node: ResolvedNode, directory: Path) -> Path:
     return path
 
 
-def _die_with_parent() -> None:
-    """Linux: a child gets SIGTERM if the supervisor dies without cleaning up (e.g. SIGKILL)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 class Supervisor:
     """Starts resolved nodes, relays their output, and tears everything down on request or on a node's death."""
 
@@ -71,6 +69,8 @@ class Supervisor:
         self.grace_s = grace_s
         self.out = out
         self.procs: dict[str, subprocess.Popen] = {}
+        self.covers = {n.covers: n for n in self.nodes if n.covers}  # covered node name -> its one-shot cover
+        self._covered: set[str] = set()  # covers already run
         self._stop = threading.Event()
         self._readers: list[threading.Thread] = []
         self._out_lock = threading.Lock()
@@ -80,18 +80,44 @@ class Supervisor:
         self._stop.set()
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for node in self.nodes:
-            cmd = node_command(node, write_overrides(node, self._tmp))
-            self.procs[node.name] = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True, preexec_fn=_die_with_parent,
-            )
-            self._print(f"[wp-launch] started {node.name} (pid {self.procs[node.name].pid}): {' '.join(cmd)}")
+            if not node.covers:
+                self._spawn(node)
         for name, proc in self.procs.items():  # after all forks: preexec_fn is not safe once threads exist
-            t = threading.Thread(target=self._relay, args=(name, proc), daemon=True)
-            t.start()
-            self._readers.append(t)
+            self._start_relay(name, proc)
+
+    def _spawn(self, node: ResolvedNode) -> subprocess.Popen:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        cmd = node_command(node, write_overrides(node, self._tmp))
+        proc = self.procs[node.name] = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True, preexec_fn=die_with_parent,  # SIGTERM if wp-launch is killed
+        )
+        self._print(f"[wp-launch] started {node.name} (pid {proc.pid}): {' '.join(cmd)}")
+        return proc
+
+    def _start_relay(self, name: str, proc: subprocess.Popen) -> None:
+        t = threading.Thread(target=self._relay, args=(name, proc), daemon=True)
+        t.start()
+        self._readers.append(t)
+
+    def _run_cover(self, covered: str, code: int | None) -> None:
+        """Run the one-shot node that covers ``covered`` (once), because it ended with ``code`` (None: still alive
+        after every signal, i.e. frozen)."""
+        cover = self.covers.get(covered)
+        if cover is None or covered in self._covered:
+            return
+        self._covered.add(covered)
+        why = "is not responding" if code is None else _describe_exit(code)
+        self._print(f"[wp-launch] {covered} {why}: running {cover.name} so the robot gets a final hold")
+        proc = self._spawn(cover)
+        self._start_relay(cover.name, proc)
+        try:
+            proc.wait(timeout=COVER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        self._print(f"[wp-launch] {cover.name} {_describe_exit(proc.returncode)}")
 
     def wait(self) -> int:
         """Block until a stop request (-> 0), the ``ends_graph`` node finishing with 0 (-> 0), or any other node
@@ -104,20 +130,29 @@ class Supervisor:
                     if code == 0 and name in ends:
                         self._print(f"[wp-launch] node '{name}' finished (exit code 0); stopping the graph")
                         return 0
-                    if code is not None:
+                    if code is not None and name not in self._covered_names:
                         self._print(f"[wp-launch] ERROR: node '{name}' (pid {proc.pid}) {_describe_exit(code)}; "
                                     "stopping the graph")
+                        self._run_cover(name, code)
                         return 1
             return 0
         finally:
             self.shutdown()
 
+    @property
+    def _covered_names(self) -> set[str]:
+        return {n.name for n in self.covers.values()}
+
     def shutdown(self) -> None:
-        """SIGINT every running node, then SIGTERM, then SIGKILL, each after the grace period."""
+        """SIGINT every running node, then SIGTERM, then SIGKILL, each after the grace period; then the cover of any
+        covered node that did not exit cleanly (0 after SIGINT)."""
+        frozen = set()
         for sig, wait_s in ((signal.SIGINT, self.grace_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
             alive = [p for p in self.procs.values() if p.poll() is None]
             if not alive:
                 break
+            if sig == signal.SIGKILL:
+                frozen = {name for name, p in self.procs.items() if p.poll() is None}
             if sig != signal.SIGINT:
                 self._print(f"[wp-launch] {len(alive)} node(s) still running; sending {sig.name}")
             for p in alive:
@@ -125,6 +160,10 @@ class Supervisor:
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline and any(p.poll() is None for p in alive):
                 time.sleep(POLL_S)
+        for name in list(self.covers):
+            proc = self.procs.get(name)
+            if proc is not None and (name in frozen or proc.returncode != 0):
+                self._run_cover(name, None if name in frozen else proc.returncode)
         for t in self._readers:
             t.join(timeout=2.0)
         shutil.rmtree(self._tmp, ignore_errors=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -46,8 +46,9 @@ PREFIX_RENAMES = (
 INFIX_RENAMES = ((".vision_tower.vision_model.", ".vision_tower."),)  # transformers 5 dropped ``vision_model``
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, malformed or does not match the model config."""
+class CheckpointError(ConfigError):
+    """A checkpoint is missing, malformed or does not match the model config (a configuration error: the message
+    names the file)."""
 
 
 @dataclass(frozen=True)
@@ -133,18 +134,21 @@ def from_pretrained(directory: str | Path, device: str | torch.device = "cpu", *
     with torch.device(device):
         model = build_model(config)
     tensors, _ = canonical_parameters(model)
-    with safe_open(str(weights), framework="pt", device=str(device)) as f:
-        keys = set(f.keys())
-        missing, unexpected = sorted(set(tensors) - keys), sorted(keys - set(tensors))
-        bad = [f"{k}: file {tuple(f.get_slice(k).get_shape())} vs model {tuple(tensors[k].shape)}"
-               for k in sorted(keys & set(tensors)) if tuple(f.get_slice(k).get_shape()) != tuple(tensors[k].shape)]
-        if missing or unexpected or bad:
-            raise CheckpointError(
-                f"{weights} does not match {directory / CONFIG_FILE}: missing {_head(missing)}, unexpected "
-                f"{_head(unexpected)}, shape mismatches {_head(bad)}")
-        with torch.no_grad():
-            for name, tensor in tensors.items():
-                tensor.copy_(f.get_tensor(name))
+    try:
+        with safe_open(str(weights), framework="pt", device=str(device)) as f:
+            keys = set(f.keys())
+            missing, unexpected = sorted(set(tensors) - keys), sorted(keys - set(tensors))
+            bad = [f"{k}: file {tuple(f.get_slice(k).get_shape())} vs model {tuple(tensors[k].shape)}"
+                   for k in sorted(keys & set(tensors)) if tuple(f.get_slice(k).get_shape()) != tuple(tensors[k].shape)]
+            if missing or unexpected or bad:
+                raise CheckpointError(
+                    f"{weights} does not match {directory / CONFIG_FILE}: missing {_head(missing)}, unexpected "
+                    f"{_head(unexpected)}, shape mismatches {_head(bad)}")
+            with torch.no_grad():
+                for name, tensor in tensors.items():
+                    tensor.copy_(f.get_tensor(name))
+    except SafetensorError as exc:  # truncated or corrupt file: safetensors' own message names no file
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({exc})") from None
     return model
 
 

@@ -17,6 +17,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from wp_policy.command_map import CommandPayload
 from wp_policy.image_proc import decode_jpeg, decode_raw
 from wp_policy.obs_sync import InvalidInput
+from wp_policy.runtime.stop_latch import message_identity
 
 _NS = 1_000_000_000
 
@@ -115,3 +116,12 @@ def trajectory_arrays(msg: JointTrajectory) -> tuple[tuple[str, ...], np.ndarray
         raise InvalidInput("trajectory has non-finite positions")
     times = np.array([duration_to_sec(p.time_from_start) for p in msg.points], dtype=np.float64)
     return names, pos, times
+
+
+def message_info_identity(info) -> str:
+    """Identity of a received message (rclpy ``MessageInfo``) that survives re-delivery of a latched sample:
+    publisher GID + sequence number (see :func:`wp_policy.runtime.stop_latch.message_identity`)."""
+    gid = info.get("publisher_gid") or {}
+    data = gid.get("data") if isinstance(gid, dict) else gid
+    return message_identity(bytes(data) if data else None, info.get("publication_sequence_number"),
+                            int(info.get("source_timestamp") or 0))

@@ -24,9 +24,15 @@ fills the next pair (and any pair starting within ``fill_lead_s``) while one run
   the same commands; the measured position is the set's proprio. A plan the empty queue needs is requested from
   the set that finds the queue empty (the observation after the last action), as the direct loop plans.
 
-Operator stop (a /wp/waypoints trajectory whose first point has time_from_start 0): drop the queue and hold at once
-(wall: a hold is published immediately; lockstep: the command for the current set is a hold). Plans made from sets
-at or before the stop are ignored; a plan from a newer set (after /wp/resume or a new instruction) resumes.
+Stop latch (:mod:`wp_policy.runtime.stop_latch`): a stop (a /wp/waypoints trajectory whose first point is due 0
+ticks from now, or the model's own d = 0) drops the queue and holds at once (wall: a hold is published immediately;
+lockstep: the command for the current set is a hold), and the filler keeps holding, whatever plans arrive, until a
+deliberate resume: the ``/wp/resume`` service offered here, or a new /wp/instruction message. The latch state is
+published latched on /wp/stop_state (the planner follows it) and on /diagnostics. After a resume only plans made
+from later observation sets are executed.
+
+Shutdown (Ctrl-C, SIGTERM, the graph stopping): with the wall clock, a final hold of the measured position goes out
+on every command topic before the node falls silent (``final_hold_ticks`` control periods).
 
     python -m wp_policy.ros.filler_node --ros-args -p robot_config:=r1lite -p checkpoint:=ckpt/ae \\
         -p stats:=ckpt/stats.json -p tokenizer:=ckpt/tokenizer.model -p replan_mode:=lookahead
@@ -47,6 +53,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from wp_policy import batch as B
@@ -54,16 +61,18 @@ from wp_policy.command_map import CommandMapper
 from wp_policy.obs_sync import BACKWARD_JUMP_S, InvalidInput, ObsSet
 from wp_policy.robot_config import FeedbackConfig
 from wp_policy.ros import policy_params
-from wp_policy.ros.conversions import joint_state_position, ns_to_stamp, payload_to_joint_state, stamp_to_ns
+from wp_policy.ros.conversions import message_info_identity, ns_to_stamp, payload_to_joint_state, stamp_to_ns
 from wp_policy.ros.diagnostics import ERROR, OK, WARN, Diagnostics
+from wp_policy.ros.feedback import FeedbackComposer
 from wp_policy.ros.node_main import run_node
 from wp_policy.ros.obs_subscriber import ObsSetSubscriber
 from wp_policy.ros.plan_msgs import chunk_message, is_stop_message, message_to_plan
 from wp_policy.ros.qos import qos_profile
-from wp_policy.ros.topics import (ACTION_CHUNK_TOPIC, HOLD_FRAME_PREFIX, INSTRUCTION_TOPIC, REPLAN_TOPIC, TOPIC_QOS,
-                                  WAYPOINTS_TOPIC)
+from wp_policy.ros.topics import (ACTION_CHUNK_TOPIC, HOLD_FRAME_PREFIX, INSTRUCTION_TOPIC, REPLAN_TOPIC,
+                                  RESUME_SERVICE, STOP_STATE_TOPIC, TOPIC_QOS, WAYPOINTS_TOPIC)
 from wp_policy.runtime.policy import WaypointPolicy
 from wp_policy.runtime.runner import WaypointRunner
+from wp_policy.runtime.stop_latch import StopLatch
 from wp_policy.safety import SafetyDecision, SafetyFilter
 
 PARAMS = {
@@ -84,9 +93,10 @@ PARAMS = {
     "replan_retry_s": (2.0, "s (wall clock) before an unanswered /wp/replan is sent again"),
     "num_flow_steps": (10, "Euler steps of the AE sampler"),
     "seed": (0, "AE noise seed (combined with each observation stamp)"),
+    "final_hold_ticks": (3, "wall clock: control periods of hold commands sent on shutdown, before falling silent"),
 }
 READ_ONLY = (*policy_params.READ_ONLY, "replan_mode", "pairs_per_plan", "clock_mode", "command_qos", "plan_lead_s",
-             "fill_lead_s", "num_flow_steps", "seed", "obs_timeout", "feedback_timeout")
+             "fill_lead_s", "num_flow_steps", "seed", "obs_timeout", "feedback_timeout", "final_hold_ticks")
 STALE = ("stale_obs", "stale_feedback")
 WAITING = ("fill_pending", "waiting_plan")  # no action yet; lockstep waits, wall holds (starvation once engaged)
 _JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
@@ -110,6 +120,8 @@ class FillerNode(Node):
         self.p = p
         self.lockstep = p["clock_mode"] == "lockstep"
         self.instruction = p["instruction"]
+        self._instruction_id = "parameter" if p["instruction"] else ""
+        self.latch = StopLatch()
         self.mapper = CommandMapper(robot)
         self.safety = SafetyFilter.from_robot(robot, p["obs_timeout"], p["feedback_timeout"])
         self.runner = self._new_runner()
@@ -119,7 +131,9 @@ class FillerNode(Node):
         self.diag = Diagnostics(self, p["diagnostics_period"], self._status)
         self.diag.extra.append(lambda: {f"count.safety.{k}": v for k, v in self.safety.counters.items()})
         self.diag.extra.append(lambda: {"count.rejected.obs": self.obs.rejected})
+        self.diag.extra.append(self._latch_values)
         self._create_interfaces()
+        self._publish_latch()
         self.get_logger().info(
             f"{robot.robot_type}: {p['replan_mode']} filling with {p['checkpoint']} on {p['device']}, "
             f"{'one command per observation set (lock-step)' if self.lockstep else f'{robot.control_hz:g} Hz timer'}"
@@ -140,8 +154,7 @@ class FillerNode(Node):
         self._request: _Request | None = None
         self._pending: deque[ObsSet] = deque()  # lockstep: sets still owed a command, oldest first
         self._obs_time = self._fb_time = -math.inf  # node-clock receive times (watchdog)
-        self._fb_values = np.full(self.robot.proprio.dim, np.nan)
-        self._fb_times = {fb.topic: -math.inf for fb in self.robot.ros.feedback}
+        self._feedback = FeedbackComposer(self.robot)
         self._received: dict[int, float] = {}  # set stamp -> receive time, for obs-to-command latency
         self._first_command_at: float | None = None  # receive time of the set a plan for an idle runner came from
         self._engaged = False  # commanding from a plan (starvation counts from here)
@@ -161,6 +174,8 @@ class FillerNode(Node):
                                  qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
         self.create_subscription(String, INSTRUCTION_TOPIC, self._on_instruction,
                                  qos_profile(TOPIC_QOS[INSTRUCTION_TOPIC]))
+        self.latch_pub = self.create_publisher(String, STOP_STATE_TOPIC, qos_profile(TOPIC_QOS[STOP_STATE_TOPIC]))
+        self.create_service(Trigger, RESUME_SERVICE, self._on_resume)
         self._wake = self.create_guard_condition(self._advance)
         if not self.lockstep:
             fb_qos = qos_profile(robot.ros.feedback_qos)
@@ -220,34 +235,59 @@ class FillerNode(Node):
     def _on_feedback(self, fb: FeedbackConfig, msg: JointState) -> None:
         """Wall clock: compose the measured proprio from the feedback topics; the oldest topic sets its age."""
         try:
-            pos = joint_state_position(msg)
-            if pos.size <= max(fb.source_indices) or not np.all(np.isfinite(pos[list(fb.source_indices)])):
-                raise InvalidInput(f"need {max(fb.source_indices) + 1} finite positions, got {pos.tolist()}")
+            self._feedback.update(fb, msg, self._now())
         except InvalidInput as exc:
             self._reject(fb.topic, exc)
             return
-        self._fb_values[list(fb.proprio_dims)] = pos[list(fb.source_indices)]
-        self._fb_times[fb.topic] = self._now()
-        oldest = min(self._fb_times.values())
-        if oldest > -math.inf:
-            self._fb_time = oldest
-            self.safety.observe_feedback(self._fb_values, oldest)
+        if self._feedback.complete:
+            self._fb_time = self._feedback.oldest
+            self.safety.observe_feedback(self._feedback.values, self._fb_time)
 
-    def _on_instruction(self, msg: String) -> None:
-        self.instruction = msg.data
+    def _on_instruction(self, msg: String, info) -> None:
+        """A new instruction message starts a new episode and releases a stop; the same message delivered again
+        (a latched sample re-sent to a late-matching subscription) changes nothing."""
+        identity = message_info_identity(info)
+        if not self.latch.new_instruction(identity):
+            self.diag.count("ignored.repeated_instruction")
+            return
+        self.instruction, self._instruction_id = msg.data, identity
         self.diag.count("instructions")
+        if self.latch.release("instruction", identity, msg.data):
+            self.get_logger().warning(f"resumed by a new instruction {msg.data!r}")
+            self._publish_latch()
         self._reset_episode()
         if self.lockstep:
             self._advance()  # sets from before the instruction get holds
 
+    def _on_resume(self, request, response):
+        """/wp/resume: release the stop latch; only plans from observation sets after this moment will move."""
+        released = self.latch.release("resume_service", self._instruction_id)
+        response.success = True
+        if not released:
+            response.message = "not stopped: nothing to resume"
+            return response
+        self.get_logger().warning("resumed by /wp/resume")
+        self._publish_latch()
+        self.runner.reset()
+        self._request = None
+        self._barrier = max(self._barrier, self._newest_stamp)
+        response.message = "resuming: the filler requests a plan from the next observation" + (
+            "" if self.instruction else " once an instruction arrives on /wp/instruction")
+        if self.lockstep:
+            self._advance()
+        return response
+
     def _on_waypoints(self, msg: JointTrajectory) -> None:
-        if is_stop_message(msg):
+        if is_stop_message(msg, self.robot.control_period):
             self._stop(msg)
             return
         try:
             plan = message_to_plan(msg, self.robot, B.HORIZON)
         except InvalidInput as exc:
             self._reject("waypoints", exc)
+            return
+        if self.latch.engaged:
+            self.diag.count("dropped_plans.stopped")  # latched: only /wp/resume or a new instruction moves again
             return
         why = self._unusable(plan.stamp_ns)
         if why:
@@ -276,6 +316,7 @@ class FillerNode(Node):
 
     # ---- stop / reset ----------------------------------------------------------------------------------------
     def _stop(self, msg: JointTrajectory) -> None:
+        self._engage_latch("stop_message")
         self.runner.stop()
         self._request = None
         self._engaged = False
@@ -292,9 +333,26 @@ class FillerNode(Node):
             self.diag.latency("stop_to_hold", delay)
         self.diag.alert()
 
+    def _engage_latch(self, source: str) -> None:
+        if self.latch.engage(source, self._instruction_id):
+            self.get_logger().warning(f"stop latched ({source}): holding until /wp/resume or a new instruction")
+            self._publish_latch()
+
+    def _publish_latch(self) -> None:
+        self.latch_pub.publish(String(data=self.latch.state.to_json()))
+        self.diag.alert()
+
+    def _latch_values(self) -> dict:
+        state = self.latch.state
+        return {"stop.stopped": str(state.stopped).lower(), "stop.source": state.source,
+                "stop.since": f"{state.since:.3f}", "stop.changes": self.latch.changes}
+
     def _reset_episode(self) -> None:
-        """New instruction or timeline: forget the plan, restart the safety filter's history (not its counters)."""
+        """New instruction or timeline: forget the plan, restart the safety filter's history (not its counters).
+        A latched stop survives a timeline jump: only a resume or a new instruction releases it."""
         self.runner.reset()
+        if self.latch.engaged:
+            self.runner.stop()
         self._request = None
         self._engaged = False
         self._barrier = self._newest_stamp
@@ -344,7 +402,8 @@ class FillerNode(Node):
                 self._engaged = False
             return None, stale
         if self.runner.stopped:  # before the barrier check: a model stop answers the very set it was planned from
-            return None, "stopped"  # with "stopped", where the direct loop's episode ends too
+            self._engage_latch("model_stop")  # with "stopped", where the direct loop's episode ends too
+            return None, "stopped"
         if obs is None or obs.stamp_ns <= self._barrier:
             return None, "waiting_obs"
         try:
@@ -361,7 +420,10 @@ class FillerNode(Node):
             return action, ""
         if self.runner.fill_pending:
             return None, "fill_pending"
-        return None, "waiting_plan" if self.runner.needs_plan else "stopped"
+        if self.runner.stopped:  # the model's stop marker was reached
+            self._engage_latch("model_stop")
+            return None, "stopped"
+        return None, "waiting_plan"
 
     def _stale(self, now: float) -> str:
         if now - self._obs_time > self.p["obs_timeout"]:
@@ -448,11 +510,21 @@ class FillerNode(Node):
             return ERROR, f"holding: {self._reason}"
         if problem:
             return WARN, problem
-        if self._reason == "stopped":
-            return WARN, "stopped: holding position until a new plan"
+        if self.latch.engaged:
+            return WARN, self.latch.state.describe()
         if self._reason:
             return WARN, f"holding: {self._reason}"
         return OK, "commanding"
+
+    def before_shutdown(self) -> None:
+        """Wall clock: end with explicit holds of the measured position on every command topic, never in silence
+        (a controller left without commands does whatever its own timeout does)."""
+        if self.lockstep:
+            return  # a lock-step simulator or replay only advances on commands for its own step
+        for _ in range(self.p["final_hold_ticks"]):
+            self._emit(self.safety.hold("shutdown"), self.get_clock().now().nanoseconds)
+            time.sleep(self.robot.control_period)
+        self.get_logger().info(f"sent {self.p['final_hold_ticks']} final hold(s) on {', '.join(self.mapper.topics)}")
 
     def destroy_node(self):
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -2,11 +2,10 @@
 
 /wp/waypoints carries waypoints in physical units with the proprio joint names; ``points[i].time_from_start`` is
 (d_1 + .. + d_i) x control period and ``header.stamp`` the stamp of the observation the plan was made from.
-**Any** trajectory whose first point has ``time_from_start == 0`` is a stop, whatever else it holds (no joint names or
-positions are needed), so an operator can stop the robot with the smallest possible message. /wp/action_chunk uses
-the action joint names and one point per control tick.
-
-The planner offers ``/wp/resume`` (std_srvs/Trigger): after a stop it plans again from the next observation.
+**Any** trajectory whose first point's ``time_from_start`` rounds to 0 control ticks is a stop, whatever else it
+holds (no joint names or positions are needed), so an operator can stop the robot with the smallest possible
+message; every node applies this one rule (:func:`wp_policy.runtime.plan.is_stop_time`). /wp/action_chunk uses the
+action joint names and one point per control tick.
 """
 
 from __future__ import annotations
@@ -17,14 +16,12 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from wp_policy.obs_sync import InvalidInput
 from wp_policy.robot_config import RobotConfig
 from wp_policy.ros.conversions import duration_to_sec, make_trajectory, ns_to_stamp, stamp_to_ns, trajectory_arrays
-from wp_policy.runtime.plan import Plan
-
-RESUME_SERVICE = "/wp/resume"
+from wp_policy.runtime.plan import Plan, is_stop_time
 
 
-def is_stop_message(msg: JointTrajectory) -> bool:
-    """True when the first point has time_from_start 0 (operator stop or a model-predicted d_1 = 0)."""
-    return bool(msg.points) and duration_to_sec(msg.points[0].time_from_start) == 0.0
+def is_stop_message(msg: JointTrajectory, control_period: float) -> bool:
+    """True when the first point is due 0 ticks from now (operator stop or a model-predicted d_1 = 0)."""
+    return bool(msg.points) and is_stop_time(duration_to_sec(msg.points[0].time_from_start), control_period)
 
 
 def stop_message(stamp_ns: int) -> JointTrajectory:

@@ -4,11 +4,14 @@ Triggers (DESIGN §4):
 - ``/wp/replan`` (std_msgs/Header from the filler): plan from the observation set whose stamp the header names; with
   sim time (lock-step replay or simulation) exactly that set, waiting for it if it has not arrived (or the first
   newer one if it was missed), so runs are reproducible; with the wall clock the newest set at least that new;
-- a new ``/wp/instruction`` (reliable, transient local) or a ``/wp/resume`` call (std_srvs/Trigger): plan from the
-  first set that arrives after it (unless a replan request is answered first).
-An operator stop (a /wp/waypoints trajectory whose first point has time_from_start 0, also the planner's own
-model-predicted d_1 = 0) stops re-planning until a new instruction or /wp/resume; a plan still being computed is
-then discarded, never published.
+- a new ``/wp/instruction`` (reliable, transient local) or a resume: plan from the first set that arrives after it
+  (unless a replan request is answered first).
+Stops: the filler owns the stop latch (:mod:`wp_policy.runtime.stop_latch`) and publishes it on /wp/stop_state
+(latched); the planner follows it, and also stops at once on a stop message on /wp/waypoints (the operator's, or its
+own model-predicted d_1 = 0). While stopped it does not re-plan, and a plan still being computed is discarded, never
+published. It plans nothing before it has heard the filler's stop state, so a planner (re)started while the robot
+is stopped does not act on the latched instruction the filler had already acted on before the stop (same message
+identity); a resume (/wp/resume on the filler) or a genuinely new instruction message does restart planning.
 
 Inference runs on a worker thread; its result comes back through a guard condition, so every ROS callback (stop,
 resume, requests, observations) runs on the executor thread, one at a time, and keeps being answered while the model
@@ -32,20 +35,20 @@ from dataclasses import dataclass
 
 from rclpy.node import Node
 from std_msgs.msg import Header, String
-from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from wp_policy.obs_sync import BACKWARD_JUMP_S, ObsSet
 from wp_policy.ros import policy_params
-from wp_policy.ros.conversions import stamp_to_ns
+from wp_policy.ros.conversions import message_info_identity, stamp_to_ns
 from wp_policy.ros.diagnostics import ERROR, OK, WARN, Diagnostics
 from wp_policy.ros.node_main import run_node
 from wp_policy.ros.obs_subscriber import ObsSetSubscriber
-from wp_policy.ros.plan_msgs import RESUME_SERVICE, is_stop_message, plan_to_message
+from wp_policy.ros.plan_msgs import is_stop_message, plan_to_message
 from wp_policy.ros.qos import qos_profile
-from wp_policy.ros.topics import INSTRUCTION_TOPIC, REPLAN_TOPIC, TOPIC_QOS, WAYPOINTS_TOPIC
+from wp_policy.ros.topics import INSTRUCTION_TOPIC, REPLAN_TOPIC, STOP_STATE_TOPIC, TOPIC_QOS, WAYPOINTS_TOPIC
 from wp_policy.runtime.plan import Plan
 from wp_policy.runtime.policy import WaypointPolicy
+from wp_policy.runtime.stop_latch import LatchState
 
 PARAMS = {
     **policy_params.COMMON,
@@ -81,6 +84,8 @@ class PlannerNode(Node):
             policy_params.policy_config(p, "vlm_checkpoint", num_waypoints=p["num_waypoints"]))
         self.robot = self.policy.robot
         self.instruction = p["instruction"]
+        self._instruction_id = ""
+        self.latch: LatchState | None = None  # the filler's stop state; nothing is planned before it is known
         self.sim_time = self.get_parameter("use_sim_time").value
         self.epoch = 0  # bumped by every instruction, stop, resume and timeline jump: older results are dropped
         self.stopped = False
@@ -102,7 +107,7 @@ class PlannerNode(Node):
                                  qos_profile(TOPIC_QOS[INSTRUCTION_TOPIC]))
         self.create_subscription(JointTrajectory, WAYPOINTS_TOPIC, self._on_waypoints,
                                  qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
-        self.create_service(Trigger, RESUME_SERVICE, self._on_resume)
+        self.create_subscription(String, STOP_STATE_TOPIC, self._on_stop_state, qos_profile(TOPIC_QOS[STOP_STATE_TOPIC]))
         self.get_logger().info(f"{self.robot.robot_type}: planning {p['num_waypoints']} waypoints with "
                                f"{p['checkpoint']} on {p['device']}; instruction {self.instruction!r}")
         gc.freeze()  # the loaded model's objects are static: keep them out of the collector (no GC pauses in the
@@ -128,8 +133,15 @@ class PlannerNode(Node):
         self.diag.count("replan_requests")
         self._set_trigger(_Trigger("replan", stamp_ns=stamp_to_ns(msg.stamp), received=time.monotonic()))
 
-    def _on_instruction(self, msg: String) -> None:
-        self.instruction = msg.data
+    def _on_instruction(self, msg: String, info) -> None:
+        identity = message_info_identity(info)
+        if identity == self._instruction_id:
+            self.diag.count("ignored.repeated_instruction")
+            return
+        self.instruction, self._instruction_id = msg.data, identity
+        if self.stopped and self.latch is not None and identity == self.latch.instruction_id:
+            self.diag.count("ignored.instruction_before_stop")  # the one the filler acted on before its stop
+            return
         self.stopped = False
         self.epoch += 1
         self.diag.count("instructions")
@@ -146,24 +158,38 @@ class PlannerNode(Node):
         return None
 
     def _on_waypoints(self, msg: JointTrajectory) -> None:
-        if not is_stop_message(msg) or self.stopped:
+        if is_stop_message(msg, self.robot.control_period):
+            self._halt("stop received")
+
+    def _on_stop_state(self, msg: String) -> None:
+        try:
+            state = LatchState.from_json(msg.data)
+        except ValueError as exc:
+            self.diag.count("rejected.stop_state")
+            self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
+            return
+        known, self.latch = self.latch is not None, state
+        if state.stopped:
+            self._halt(f"the filler is {state.describe()}")
+        elif self.stopped:
+            self.stopped = False
+            self.epoch += 1
+            self.diag.count("resumes")
+            self.get_logger().info(f"resumed ({state.source})")
+            self._set_trigger(self._trigger or
+                              _Trigger("resume", after_index=self._arrivals, received=time.monotonic()))
+        elif not known:
+            self._dispatch()  # a trigger waiting for the filler's state
+
+    def _halt(self, why: str) -> None:
+        if self.stopped:
             return
         self.stopped = True
         self.epoch += 1
         self._trigger = None
         self.diag.count("stops")
-        self.get_logger().warning("stop received: no re-planning until a new instruction or /wp/resume")
+        self.get_logger().warning(f"{why}: no re-planning until /wp/resume or a new instruction")
         self.diag.alert()
-
-    def _on_resume(self, request, response):
-        self.stopped = False
-        self.epoch += 1
-        self._set_trigger(_Trigger("resume", after_index=self._arrivals, received=time.monotonic()))
-        self.diag.count("resumes")
-        response.success = True
-        response.message = "resuming: planning from the next observation" + (
-            "" if self.instruction else " once an instruction arrives on /wp/instruction")
-        return response
 
     def _set_trigger(self, trigger: _Trigger) -> None:
         if self._trigger is not None and self._trigger is not trigger:
@@ -184,7 +210,7 @@ class PlannerNode(Node):
     def _dispatch(self) -> None:
         """Start the pending trigger's plan if the worker is free, there is an instruction and its set is here."""
         trigger = self._trigger
-        if trigger is None or self._future is not None or self.stopped or not self.instruction:
+        if trigger is None or self._future is not None or self.stopped or not self.instruction or self.latch is None:
             return
         obs = self._select(trigger)
         if obs is None:
@@ -246,8 +272,10 @@ class PlannerNode(Node):
     def _status(self) -> tuple[bytes, str]:
         if self._last_error:
             return ERROR, f"last plan failed: {self._last_error}"
+        if self.latch is None:
+            return WARN, f"waiting for the filler's stop state on {STOP_STATE_TOPIC}"
         if self.stopped:
-            return WARN, "stopped: waiting for a new instruction or /wp/resume"
+            return WARN, "stopped: waiting for /wp/resume or a new instruction"
         if not self.instruction:
             return WARN, "waiting for an instruction on /wp/instruction"
         if not self._sets:

@@ -13,6 +13,7 @@ from typing import Any
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 
+from wp_policy.config_io import ConfigError
 from wp_policy.ros.qos import QOS_NAMES
 from wp_policy.runtime.policy import PolicyConfig
 
@@ -73,10 +74,14 @@ def policy_config(values: Mapping[str, Any], model: str, **extra) -> PolicyConfi
         raise ValueError(f"model must be vlm_checkpoint or ae_checkpoint, got {model!r}")
     for name, launch_arg in (("checkpoint", model), ("stats", "stats"), ("tokenizer", "tokenizer")):
         if not values[name]:
-            raise ValueError(f"parameter {name!r} is empty: pass {launch_arg}:=<path> to wp-launch / ros2 launch "
+            raise ConfigError(f"parameter {name!r} is empty: pass {launch_arg}:=<path> to wp-launch / ros2 launch "
                              f"(or -p {name}:=<path>)")
-    return PolicyConfig(robot=values["robot_config"], stats_path=values["stats"], tokenizer_path=values["tokenizer"],
-                        device=values["device"], **{model: values["checkpoint"]}, **extra)
+    try:
+        return PolicyConfig(robot=values["robot_config"], stats_path=values["stats"],
+                            tokenizer_path=values["tokenizer"], device=values["device"],
+                            **{model: values["checkpoint"]}, **extra)
+    except ValueError as exc:
+        raise ConfigError(f"node parameters: {exc}") from None
 
 
 def apply_cpu_threads(n: int) -> None:

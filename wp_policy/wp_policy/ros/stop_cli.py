@@ -1,13 +1,14 @@
-"""wp-stop: stop the robot now (operator stop, DESIGN §4), or let the planner resume.
+"""wp-stop: stop the robot now (operator stop), or resume it.
 
-    wp-stop                 # duration-0 waypoint on /wp/waypoints: the filler drops its queue and holds at once,
-                            # the planner stops re-planning
-    wp-stop --resume        # calls /wp/resume (std_srvs/Trigger): the planner plans again from the next observation
+    wp-stop                 # duration-0 waypoint on /wp/waypoints: the filler drops its queue and holds, and stays
+                            # stopped (latched) whatever plans arrive; the planner stops re-planning
+    wp-stop --resume        # calls /wp/resume (std_srvs/Trigger) on the filler: it releases the latch and asks
+                            # the planner for a plan from the next observation
 
 The stop is a ``trajectory_msgs/JointTrajectory`` with one point at ``time_from_start`` 0 and no joint names (the
 same as ``ros2 topic pub --once /wp/waypoints trajectory_msgs/msg/JointTrajectory "{points: [{time_from_start:
 {sec: 0}}]}"``), published reliably to every subscriber as it matches and kept until each acknowledged it.
-Publishing a new instruction on /wp/instruction also resumes (and restarts the task). Exit codes: 0 done, 1 nobody
+Publishing a new instruction message on /wp/instruction also resumes (and restarts the task). Exit codes: 0 done, 1 nobody
 listening or the resume was refused, 2 bad arguments.
 """
 
@@ -23,9 +24,9 @@ from rclpy.node import Node
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from wp_policy.ros.plan_msgs import RESUME_SERVICE, stop_message
+from wp_policy.ros.plan_msgs import stop_message
 from wp_policy.ros.qos import qos_profile
-from wp_policy.ros.topics import TOPIC_QOS, WAYPOINTS_TOPIC
+from wp_policy.ros.topics import RESUME_SERVICE, TOPIC_QOS, WAYPOINTS_TOPIC
 
 SETTLE_S = 3.0  # discovery is taken as complete once no new subscriber matched for this long (loaded hosts
 # match the planner and the filler seconds apart; the first publish still goes out at the first match)
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resume", action="store_true", help=f"call {RESUME_SERVICE} instead of stopping")
     parser.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds to wait for a subscriber (stop) or for the planner's service (resume)")
+                        help="seconds to wait for a subscriber (stop) or for the filler's service (resume)")
     return parser
 
 
@@ -67,7 +68,7 @@ def send_stop(node: Node, timeout: float) -> tuple[bool, str]:
 def call_resume(node: Node, timeout: float) -> tuple[bool, str]:
     client = node.create_client(Trigger, RESUME_SERVICE)
     if not client.wait_for_service(timeout_sec=timeout):
-        return False, f"{RESUME_SERVICE} is not available (is the planner running?)"
+        return False, f"{RESUME_SERVICE} is not available (is the filler running?)"
     future = client.call_async(Trigger.Request())
     rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
     if future.result() is None:

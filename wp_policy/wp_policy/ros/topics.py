@@ -13,6 +13,8 @@ INSTRUCTION_TOPIC = "/wp/instruction"
 WAYPOINTS_TOPIC = "/wp/waypoints"
 REPLAN_TOPIC = "/wp/replan"
 ACTION_CHUNK_TOPIC = "/wp/action_chunk"
+STOP_STATE_TOPIC = "/wp/stop_state"  # the filler's stop latch (std_msgs/String JSON, latched; runtime.stop_latch)
+RESUME_SERVICE = "/wp/resume"  # std_srvs/Trigger on the filler: release the stop latch
 DIAGNOSTICS_TOPIC = "/diagnostics"
 CLOCK_TOPIC = "/clock"
 HOLD_FRAME_PREFIX = "hold:"  # header.frame_id of a filler hold command: "hold:<reason>" (e.g. hold:stopped)
@@ -26,6 +28,7 @@ TOPIC_QOS = {
     WAYPOINTS_TOPIC: "reliable",
     REPLAN_TOPIC: "reliable",
     ACTION_CHUNK_TOPIC: "reliable",
+    STOP_STATE_TOPIC: "reliable_latched",
     DIAGNOSTICS_TOPIC: "reliable",
 }
 

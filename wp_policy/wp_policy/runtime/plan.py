@@ -11,6 +11,17 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def times_to_ticks(times, control_period: float) -> np.ndarray:
+    """``time_from_start`` values (s) -> whole control ticks (nearest; the one rounding every node uses)."""
+    return np.rint(np.asarray(times, dtype=np.float64) / control_period).astype(np.int64)
+
+
+def is_stop_time(first_time_from_start: float, control_period: float) -> bool:
+    """THE stop rule, shared by every node and the direct loop: a plan whose first waypoint is due 0 ticks after
+    its observation (``time_from_start`` rounds to 0 ticks, e.g. 0 s or 1 ms at 15 Hz) stops the robot."""
+    return int(times_to_ticks([first_time_from_start], control_period)[0]) == 0
+
+
 @dataclass(frozen=True)
 class Waypoint:
     proprio: np.ndarray  # float64 [proprio_dim], physical units
@@ -40,8 +51,7 @@ class Plan:
     @classmethod
     def from_times(cls, proprio: np.ndarray, times: list[float], control_period: float, stamp_ns: int) -> "Plan":
         """Inverse of :meth:`times_from_start` (durations rounded to whole ticks; must not decrease)."""
-        ticks = np.rint(np.asarray(times, dtype=np.float64) / control_period).astype(np.int64)
-        durations = np.diff(np.concatenate([[0], ticks]))
+        durations = np.diff(np.concatenate([[0], times_to_ticks(times, control_period)]))
         if np.any(durations < 0):
             raise ValueError(f"time_from_start must not decrease, got {[float(t) for t in times]}")
         proprio = np.asarray(proprio, dtype=np.float64)

@@ -97,24 +97,28 @@ class WaypointRunner:
         self.last_chunk: Chunk | None = None
 
     # ---- plan input ------------------------------------------------------------------------------------------
-    def load_plan(self, plan: Plan, ticks_after_request: int = 0) -> None:
-        """Queue a new plan (see the module docstring); a stop plan stops at once.
+    def load_plan(self, plan: Plan, ticks_after_request: int = 0) -> bool:
+        """Queue a new plan (see the module docstring); a stop plan stops at once. Returns False (plan ignored)
+        while stopped: a stop ends only by :meth:`reset`, so no late or stray plan can move a stopped robot.
 
         ``ticks_after_request``: lookahead, how many ticks after the requesting tick the plan's observation was
         taken (0 when the planner used the observation named in the request).
         """
+        if self.stopped:
+            return False
         if plan.is_stop:
             self.stop()
-            return
+            return True
         answers = self.mode == "lookahead" and self.plan_requested and (bool(self._actions) or bool(self._queue))
         queued = self._request_remaining or 0
-        self.stopped = self.plan_requested = False
+        self.plan_requested = False
         self._request_remaining = None
         if answers:
             self._append(plan.waypoints, self._queue_end(), max(0, queued - ticks_after_request))
         else:
             self._clear()
             self._append(plan.waypoints, None, 0)
+        return True
 
     def request_plan(self) -> None:
         """The caller asked for the next plan (lookahead: remembers how much work was queued at that tick)."""
@@ -127,7 +131,7 @@ class WaypointRunner:
         self.stopped = True
 
     def reset(self) -> None:
-        """Forget everything (new episode or stale inputs): the next tick needs a fresh plan."""
+        """Forget everything, a stop included (new episode, resume, stale inputs): the next tick needs a plan."""
         self._clear()
         self.stopped = False
 

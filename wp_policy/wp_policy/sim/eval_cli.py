@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from wp_policy.config_io import ConfigError, load_config, parse_overrides, to_dict
+from wp_policy.process_utils import die_with_parent
 from wp_policy.runtime.policy import PolicyConfig, load_policy_config
 from wp_policy.runtime.runner import REPLAN_MODES
 from wp_policy.sim.protocol import EVAL_SEED, NUM_TRIALS_PER_TASK, NUM_WAIT_STEPS
+from wp_policy.sim.base import SimUnavailableError
 from wp_policy.sim.registry import SimEnvConfig, make_env, parse_env_name
 from wp_policy.sim.rollout import EpisodeResult, EpisodeSpec
 
@@ -187,9 +190,11 @@ def _fingerprint(config: EvalConfig) -> dict:
 _WORKER: dict = {}
 
 
-def _init_worker(config: EvalConfig, policy: PolicyConfig, output_dir: str, threads: int) -> None:
+def _init_worker(config: EvalConfig, policy: PolicyConfig, output_dir: str, threads: int, parent: int) -> None:
     """Runs in each spawned worker; the env and policy are built on its first episode (errors then reach the
-    parent through the episode's future instead of killing the pool)."""
+    parent through the episode's future instead of killing the pool). The worker ends with its parent, however the
+    parent ends (SIGKILL included), instead of finishing an episode nobody will read."""
+    die_with_parent(parent)
     _WORKER.update(config=config, policy_config=policy, output_dir=Path(output_dir), threads=threads)
 
 
@@ -203,12 +208,7 @@ def _run_in_worker(spec: EpisodeSpec) -> dict:
         from wp_policy.runtime.policy import WaypointPolicy
 
         torch.set_num_threads(w["threads"])
-        pc: PolicyConfig = w["policy_config"]
-        try:
-            w["policy"] = WaypointPolicy.from_config(pc)
-        except Exception as exc:  # e.g. a corrupt safetensors file, whose own error names no file
-            raise RuntimeError(f"loading the policy failed (vlm_checkpoint {pc.vlm_checkpoint}, ae_checkpoint "
-                               f"{pc.ae_checkpoint}): {type(exc).__name__}: {exc}") from exc
+        w["policy"] = WaypointPolicy.from_config(w["policy_config"])  # a ConfigError names the file
         w["env"] = make_env(w["config"].env)
     cfg: EvalConfig = w["config"]
     video_dir = w["output_dir"] / "videos" if cfg.record_video else None
@@ -228,7 +228,7 @@ def run_episodes(config: EvalConfig, policy: PolicyConfig, specs: list[EpisodeSp
     workers = min(config.workers, len(specs))
     threads = config.torch_threads or max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                               initargs=(config, policy, str(output_dir), threads))
+                               initargs=(config, policy, str(output_dir), threads, os.getpid()))
     try:
         with tqdm(total=len(specs), desc="episodes", unit="ep", disable=not progress) as bar:
             spec_of = {pool.submit(_run_in_worker, s): s for s in specs}
@@ -238,6 +238,8 @@ def run_episodes(config: EvalConfig, policy: PolicyConfig, specs: list[EpisodeSp
                 for fut in done:
                     if fut.exception() is not None:
                         exc = fut.exception()
+                        if isinstance(exc, (ConfigError, SimUnavailableError)):
+                            raise exc  # a known configuration problem: one line, no traceback
                         raise EpisodeError(f"episode {spec_of[fut].key} failed: {type(exc).__name__}: {exc}") from exc
                     successes += fut.result()["success"]
                     bar.update(1)
@@ -380,11 +382,14 @@ def main(argv: list[str] | None = None) -> int:
             overrides["workers"] = args.workers
         config, policy = load_eval_config(args.config, overrides)
         summary = evaluate(config, policy, overwrite=args.overwrite, progress=not args.no_progress)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, FileNotFoundError) as exc:  # known configuration problems: one line
         print(f"wp-eval: error: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:  # SimUnavailableError and EpisodeError
+    except SimUnavailableError as exc:
         print(f"wp-eval: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except EpisodeError as exc:  # anything else that failed in an episode: a bug, so keep its traceback (the
+        traceback.print_exception(exc)  # worker's is attached as the cause)
         return 1
     except KeyboardInterrupt:
         print("wp-eval: interrupted; finished episodes are saved, run the same command again to resume",
