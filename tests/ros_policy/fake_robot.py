@@ -31,6 +31,7 @@ class FakeRobot(Node):
         self.mapper = CommandMapper(robot)
         self.cameras_on = {c.view: True for c in robot.cameras}
         self.commands: list[tuple[float, np.ndarray]] = []  # (receive time, full action) per complete command
+        self.reasons: list[str] = []  # header.frame_id of each complete command ("hold:<reason>", "" for actions)
         self.states: list[tuple[float, np.ndarray]] = []  # (time, state) after every command
         self._parts: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
@@ -68,6 +69,7 @@ class FakeRobot(Node):
             for i, name in enumerate(self.robot.action.names):
                 self.state[self.robot.proprio.names.index(name)] = action[i]
             self.commands.append((now, action))
+            self.reasons.append(msg.header.frame_id)
             self.states.append((now, self.state.copy()))
 
     def _publish_cameras(self) -> None:
@@ -95,6 +97,10 @@ class FakeRobot(Node):
     def commands_since(self, t: float) -> list[tuple[float, np.ndarray]]:
         with self._lock:
             return [c for c in self.commands if c[0] >= t]
+
+    def reasons_since(self, t: float) -> list[str]:
+        with self._lock:
+            return [r for (when, _), r in zip(self.commands, self.reasons) if when >= t]
 
     def close(self) -> None:
         self._executor.shutdown(timeout_sec=1.0)

@@ -39,3 +39,28 @@ def test_wp_stop_without_a_graph_fails_clearly():
     assert resume.wait(60) == 1 and "/wp/resume is not available" in resume.output
     bad = Proc([sys.executable, "-m", "wp_policy.ros.stop_cli", "--timeout", "0"])
     assert bad.wait(60) == 2 and "--timeout must be positive" in bad.output
+
+
+def test_an_ae_with_a_short_horizon_stops_the_filler_at_start_up(policy_files, r1lite_config, tmp_path):
+    from wp_policy.models import WaypointActionExpert, ae_config, save_pretrained
+
+    keys = tuple(c.model_key for c in r1lite_config.cameras)
+    short = save_pretrained(WaypointActionExpert(ae_config("tiny", image_keys=keys, horizon=16)), tmp_path / "ae16")
+    proc = node("filler_node", f"checkpoint:={short}", f"stats:={policy_files.stats}",
+                f"tokenizer:={policy_files.tokenizer}")
+    assert proc.wait(120) == 1, proc.output
+    assert "cannot start" in proc.output and "the AE fills 16-step chunks" in proc.output, proc.output
+    assert "Traceback" not in proc.output
+
+
+@pytest.mark.parametrize("error, one_line", [("ConfigError('bad value in robot.yaml')", True),
+                                             ("ValueError('a bug')", False)])
+def test_only_configuration_errors_are_one_fatal_line(error, one_line):
+    """A known configuration error is one 'cannot start' line; any other exception is a bug and keeps its
+    traceback (it used to be reported as a configuration error too)."""
+    code = ("from wp_policy.config_io import ConfigError\nfrom wp_policy.ros.node_main import run_node\n"
+            f"def factory():\n    raise {error}\nrun_node(factory, name='probe')\n")
+    proc = Proc([sys.executable, "-c", code])
+    assert proc.wait(60) == 1
+    assert ("cannot start: bad value in robot.yaml" in proc.output) is one_line, proc.output
+    assert ("Traceback" in proc.output and "ValueError: a bug" in proc.output) is (not one_line), proc.output

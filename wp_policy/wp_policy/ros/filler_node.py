@@ -112,6 +112,8 @@ class _Request:
 class FillerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("filler", **kwargs)
+        # first: a failed start-up (a bad checkpoint) still destroys the node cleanly
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ae")
         p = policy_params.declare(self, PARAMS, READ_ONLY)
         policy_params.apply_cpu_threads(p["cpu_threads"])
         self.policy = WaypointPolicy.from_config(policy_params.policy_config(
@@ -125,7 +127,6 @@ class FillerNode(Node):
         self.mapper = CommandMapper(robot)
         self.safety = SafetyFilter.from_robot(robot, p["obs_timeout"], p["feedback_timeout"])
         self.runner = self._new_runner()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ae")
         self._fill_seconds: deque[float] = deque()  # appended by the worker, drained on the executor thread
         self._init_state()
         self.diag = Diagnostics(self, p["diagnostics_period"], self._status)

@@ -111,7 +111,7 @@ def main(args=None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    print(f"[final_hold] {message}", file=sys.stdout if ok else sys.stderr, flush=True)
+    print(f"wp_final_hold: {message}", file=sys.stdout if ok else sys.stderr, flush=True)
     return 0 if ok else 1
 
 

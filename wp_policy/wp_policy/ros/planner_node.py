@@ -78,6 +78,8 @@ class _Job:
 class PlannerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("planner", **kwargs)
+        # first: a failed start-up (a bad checkpoint) still destroys the node cleanly
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlm")
         p = policy_params.declare(self, PARAMS, policy_params.READ_ONLY)
         policy_params.apply_cpu_threads(p["cpu_threads"])
         self.policy = WaypointPolicy.from_config(
@@ -96,7 +98,6 @@ class PlannerNode(Node):
         self._published: tuple[_Job, JointTrajectory, float] | None = None  # last plan sent (job, msg, monotonic)
         self._future: Future | None = None
         self._last_error = ""
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlm")
         self._done = self.create_guard_condition(self._on_plan_done)
         self.diag = Diagnostics(self, p["diagnostics_period"], self._status)
         self.pub = self.create_publisher(JointTrajectory, WAYPOINTS_TOPIC, qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
@@ -107,7 +108,8 @@ class PlannerNode(Node):
                                  qos_profile(TOPIC_QOS[INSTRUCTION_TOPIC]))
         self.create_subscription(JointTrajectory, WAYPOINTS_TOPIC, self._on_waypoints,
                                  qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
-        self.create_subscription(String, STOP_STATE_TOPIC, self._on_stop_state, qos_profile(TOPIC_QOS[STOP_STATE_TOPIC]))
+        self.create_subscription(String, STOP_STATE_TOPIC, self._on_stop_state,
+                                 qos_profile(TOPIC_QOS[STOP_STATE_TOPIC]))
         self.get_logger().info(f"{self.robot.robot_type}: planning {p['num_waypoints']} waypoints with "
                                f"{p['checkpoint']} on {p['device']}; instruction {self.instruction!r}")
         gc.freeze()  # the loaded model's objects are static: keep them out of the collector (no GC pauses in the
