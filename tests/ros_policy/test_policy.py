@@ -184,3 +184,22 @@ def test_mismatches_fail_at_load_time_with_one_line_naming_the_file(policy_confi
     weights.write_bytes(weights.read_bytes()[:1000])  # a truncated copy
     with pytest.raises(ConfigError, match=r"broken/model.safetensors: unreadable safetensors file"):
         WaypointPolicy.from_config(replace(policy_config, ae_checkpoint=str(broken)))
+
+
+def test_a_gripper_reading_slightly_out_of_range_is_clipped_and_counted_far_out_is_a_clear_fault(policy):
+    """A 100.4 mm stroke on a 0-100 mm gripper used to make every plan fail (binning refused it), forever."""
+    from wp_policy.runtime.policy import ProprioOutOfRange
+
+    robot = policy.robot
+    obs = make_obs(robot)
+    left = robot.proprio.names.index(robot.action.names[robot.action.gripper_dims[0]])
+    slightly = obs.proprio.copy()
+    slightly[left] = 100.4
+    before = policy.proprio_clipped
+    plan = policy.plan(ObsSet(obs.stamp_ns, obs.images, slightly), INSTRUCTION)
+    assert len(plan.waypoints) == 3 and policy.proprio_clipped == before + 1
+    assert np.all(np.abs(policy.normalized_proprio(slightly)) <= 1.0)
+    far = obs.proprio.copy()
+    far[left] = 160.0  # centimetres reported as millimetres, or a broken sensor
+    with pytest.raises(ProprioOutOfRange, match=r"proprio far outside its range: .*= 160 .*check the feedback"):
+        policy.plan(ObsSet(obs.stamp_ns, obs.images, far), INSTRUCTION)

@@ -24,6 +24,7 @@ from wp_policy.sim.eval_cli import (
     summarize,
     write_chart,
 )
+from wp_policy.sim.libero_env import libero_missing
 from wp_policy.sim.rollout import EpisodeResult
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +48,7 @@ def _eval_yaml(tmp_path: Path, policy_yaml: Path, **fields) -> Path:
 
 
 # ---- configs ---------------------------------------------------------------------------------------------------
-def test_shipped_configs_follow_the_protocol(capsys):
+def test_shipped_configs_follow_the_protocol(capsys, monkeypatch, tmp_path):
     lift = load_config(EvalConfig, CONFIGS / "eval_lift.yaml")
     assert (lift.env.env, lift.trials_per_task, lift.seed, lift.num_wait_steps) == ("robosuite:Lift", 50, 7, 10)
     assert lift.policy_config.endswith("wp_policy/assets/policies/lift_demo/policy.yaml")
@@ -57,9 +58,16 @@ def test_shipped_configs_follow_the_protocol(capsys):
     libero, policy = load_eval_config(CONFIGS / "eval_libero.yaml")
     assert (libero.env.env, libero.trials_per_task, policy.robot) == ("libero:libero_spatial", 50, "libero")
     assert Path(policy.vlm_checkpoint).is_absolute()  # resolved against the config's folder
+    if not libero_missing():  # the suite's 10 tasks x 50 init states, its budget; the placeholder checkpoints
+        specs = episode_specs(libero)
+        assert len(specs) == 500 and [(s.init_state, s.seed, s.max_steps) for s in specs[:2]] == [(0, None, 220),
+                                                                                                   (1, None, 220)]
+        assert main(["--config", str(CONFIGS / "eval_libero.yaml"), "--no-progress"]) == 2
+        assert "vlm_checkpoint" in capsys.readouterr().err
+    monkeypatch.setenv("LIBERO_CONFIG_PATH", str(tmp_path))  # a machine without LIBERO's config and assets
     assert main(["--config", str(CONFIGS / "eval_libero.yaml"), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "SimUnavailableError" in err and "libero" in err  # names what is missing (package or assets)
+    assert "SimUnavailableError" in err and "make setup" in err  # names what is missing (package or config)
 
 
 @pytest.mark.parametrize(

@@ -16,11 +16,33 @@ from typing import Literal
 
 import numpy as np
 
-from wp_policy.config_io import load_config
+from wp_policy.config_io import ConfigError, load_config
 from wp_policy.gripper import GripperTransform, get_gripper_transform
 from wp_policy.paths import config_dir
 
 QosName = Literal["sensor_data", "reliable", "reliable_latched", "best_effort_keep_last_1"]
+
+
+@dataclass(frozen=True)
+class CoupledDim:
+    """A dim that follows another one in model space: ``x[dim] = scale * x[source] + offset``.
+
+    LIBERO's two finger joints are mirror images (right = -left), so a planner that emits one token per gripper
+    (``proprio_tokens: uncoupled`` in a VLM training config) cannot predict disagreeing fingers: the coupled dim
+    gets no token and is rebuilt from its source.
+    """
+
+    dim: int
+    source: int
+    scale: float = -1.0
+    offset: float = 0.0
+
+    def __post_init__(self):
+        if self.dim == self.source:
+            raise ValueError(f"coupled dim {self.dim} cannot be its own source")
+        if not (np.isfinite(self.scale) and np.isfinite(self.offset)) or self.scale == 0:
+            raise ValueError(f"coupled dim {self.dim}: scale must be finite and non-zero, offset finite, got "
+                             f"{self.scale} / {self.offset}")
 
 
 @dataclass(frozen=True)
@@ -32,6 +54,7 @@ class VectorSpec:
     norm_mask: tuple[bool, ...]  # False: dim passes q99 normalisation untouched (grippers)
     names: tuple[str, ...]  # one per dim; JointState names on the ROS side
     gripper_dims: tuple[int, ...] = ()  # dims (in this vector) that carry a gripper value
+    coupled: tuple[CoupledDim, ...] = ()  # dims determined by another dim (mirrored gripper fingers)
 
     def __post_init__(self):
         if self.dim <= 0:
@@ -47,6 +70,39 @@ class VectorSpec:
         bad = [g for g in self.gripper_dims if not 0 <= g < self.dim]
         if bad:
             raise ValueError(f"gripper_dims {bad} out of range for dim {self.dim}")
+        coupled = [c.dim for c in self.coupled]
+        bad = [d for c in self.coupled for d in (c.dim, c.source) if not 0 <= d < self.dim]
+        if bad:
+            raise ValueError(f"coupled: dims {bad} out of range for dim {self.dim}")
+        if len(set(coupled)) != len(coupled):
+            raise ValueError(f"coupled: each dim may be coupled once, got dims {coupled}")
+        chained = [c.source for c in self.coupled if c.source in coupled]
+        if chained:
+            raise ValueError(f"coupled: source dims {chained} are themselves coupled; name an independent source")
+
+    @property
+    def free_dims(self) -> tuple[int, ...]:
+        """Dims not determined by a coupling, in order (all dims when nothing is coupled)."""
+        coupled = {c.dim for c in self.coupled}
+        return tuple(d for d in range(self.dim) if d not in coupled)
+
+    def check_token_dims(self, dims: tuple[int, ...], where: str) -> None:
+        """Refuse a waypoint layout whose untokenised dims cannot be rebuilt from a coupling of this vector."""
+        rebuilt = {c.dim: c.source for c in self.coupled}
+        for d in sorted(set(range(self.dim)) - set(dims)):
+            if d not in rebuilt:
+                raise ConfigError(f"{where}: waypoint dims {list(dims)} leave out dim {d} ({self.names[d]}), which "
+                                 f"no coupling of this robot rebuilds (coupled: {sorted(rebuilt)})")
+            if rebuilt[d] not in dims:
+                raise ConfigError(f"{where}: dim {d} is rebuilt from dim {rebuilt[d]}, which has no token either")
+
+    def fill_coupled(self, x: np.ndarray, dims) -> np.ndarray:
+        """Copy of ``x [..., dim]`` (model space) with each coupled dim in ``dims`` recomputed from its source."""
+        out = np.array(x, dtype=np.float64, copy=True)
+        for c in self.coupled:
+            if c.dim in dims:
+                out[..., c.dim] = c.scale * out[..., c.source] + c.offset
+        return out
 
 
 @dataclass(frozen=True)
@@ -56,6 +112,12 @@ class CameraConfig:
     model_key: str  # openpi image key the model expects ("base_0_rgb", ...)
     topic: str = ""  # raw driver topic on the robot (empty: simulation bridge publishes /wp/raw/<view>)
     encoding: Literal["jpeg", "rgb8"] = "rgb8"  # CompressedImage JPEG or raw Image
+
+    @property
+    def is_wrist(self) -> bool:
+        """A camera on the arm: openpi's model keys name the mount (``left_wrist_0_rgb``, ``base_0_rgb``), and
+        training augmentation keeps such views' geometry (no crop or rotation)."""
+        return "wrist" in self.model_key
 
 
 @dataclass(frozen=True)
@@ -84,6 +146,10 @@ class CommandConfig:
     max_velocity: tuple[float, ...] = ()  # joint_position: per-joint max velocity sent in msg.velocity
 
     def __post_init__(self):
+        if not np.all(np.isfinite(np.asarray(self.max_velocity, dtype=np.float64))) or any(
+                v <= 0 for v in self.max_velocity):
+            raise ValueError(f"command {self.topic}: max_velocity must be positive finite numbers, got "
+                             f"{list(self.max_velocity)}")
         if self.kind == "joint_position" and len(self.max_velocity) != len(self.action_dims):
             raise ValueError(
                 f"command {self.topic}: max_velocity needs {len(self.action_dims)} values, got {len(self.max_velocity)}"
@@ -109,6 +175,14 @@ class LimitsConfig:
     upper: tuple[float, ...]
     max_step: tuple[float, ...] | None = None  # None: no rate limit (e.g. delta actions)
 
+    def __post_init__(self):
+        """Every bound must be a finite number: a NaN passes ``lower > upper`` and every clamp, so it would only
+        show up as a crash or an unchecked command once the robot runs."""
+        for key in ("lower", "upper", "max_step"):
+            values = getattr(self, key)
+            if values is not None and not np.all(np.isfinite(np.asarray(values, dtype=np.float64))):
+                raise ValueError(f"limits.{key} must be finite numbers, got {list(values)}")
+
 
 @dataclass(frozen=True)
 class RobotConfig:
@@ -126,8 +200,8 @@ class RobotConfig:
     ros: RosInterface = field(default_factory=RosInterface)
 
     def __post_init__(self):
-        if self.control_hz <= 0:
-            raise ValueError(f"control_hz must be positive, got {self.control_hz}")
+        if not np.isfinite(self.control_hz) or self.control_hz <= 0:
+            raise ValueError(f"control_hz must be a positive finite number, got {self.control_hz}")
         bad = [i for i in self.action.indices if i >= self.dataset_action_dim]
         if bad:
             raise ValueError(f"action.indices {bad} out of range for dataset_action_dim {self.dataset_action_dim}")

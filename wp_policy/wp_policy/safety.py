@@ -83,6 +83,10 @@ class SafetyFilter:
         self._feedback_time = -math.inf
 
     def _validate(self) -> None:
+        bounds = [self.lower, self.upper] + ([] if self.max_step is None else [self.max_step])
+        if not all(np.all(np.isfinite(b)) for b in bounds):
+            raise ValueError(f"limits must be finite: lower {self.lower.tolist()}, upper {self.upper.tolist()}, "
+                             f"max_step {None if self.max_step is None else self.max_step.tolist()}")
         if self.upper.shape != (self.dim,) or np.any(self.lower > self.upper):
             raise ValueError(f"lower {self.lower.tolist()} / upper {self.upper.tolist()} must match and lower <= upper")
         if self.max_step is not None and (self.max_step.shape != (self.dim,) or np.any(self.max_step <= 0)):

@@ -12,6 +12,10 @@ it runs once, at once, when the covered node dies without a clean exit (crash, k
 running after SIGINT), so the robot gets an explicit hold on every command topic rather than silence. A filler that
 exits cleanly has sent its own final hold.
 
+A node process found stopped (state T: SIGSTOP, Ctrl-Z) for ``FROZEN_S`` is killed: a frozen filler would leave the
+robot without commands and nothing would notice; killed, it is a dead node (final hold, graph stopped, exit 1).
+Hung nodes that are not stopped show up as lost heartbeats on the aggregator's /diagnostics.
+
     wp-launch r1lite vlm_checkpoint:=ckpt/vlm ae_checkpoint:=ckpt/ae stats:=ckpt/stats.json tokenizer:=tok.model
     wp-launch r1lite --nodes aggregator use_sim_time:=true      # just the aggregator, following /clock
     wp-launch libero_sim --show-args
@@ -39,6 +43,7 @@ from wp_policy.process_utils import die_with_parent
 
 POLL_S = 0.05
 COVER_TIMEOUT_S = 15.0  # a cover (final hold) waits up to a few seconds for feedback and the controllers
+FROZEN_S = 2.0  # a node process stopped (state T) this long is killed
 
 
 def node_command(node: ResolvedNode, overrides_file: Path, python: str = sys.executable) -> list[str]:
@@ -71,6 +76,7 @@ class Supervisor:
         self.procs: dict[str, subprocess.Popen] = {}
         self.covers = {n.covers: n for n in self.nodes if n.covers}  # covered node name -> its one-shot cover
         self._covered: set[str] = set()  # covers already run
+        self._stopped_since: dict[str, float] = {}  # node -> when it was first seen stopped (state T)
         self._stop = threading.Event()
         self._readers: list[threading.Thread] = []
         self._out_lock = threading.Lock()
@@ -125,6 +131,7 @@ class Supervisor:
         ends = {n.name for n in self.nodes if n.ends_graph}
         try:
             while not self._stop.wait(POLL_S):
+                self._kill_frozen()
                 for name, proc in self.procs.items():
                     code = proc.poll()
                     if code == 0 and name in ends:
@@ -138,6 +145,18 @@ class Supervisor:
             return 0
         finally:
             self.shutdown()
+
+    def _kill_frozen(self) -> None:
+        now = time.monotonic()
+        for name, proc in self.procs.items():
+            if proc.poll() is not None or _process_state(proc.pid) != "T":
+                self._stopped_since.pop(name, None)
+                continue
+            since = self._stopped_since.setdefault(name, now)
+            if now - since >= FROZEN_S:
+                self._print(f"[wp-launch] ERROR: node '{name}' (pid {proc.pid}) has been stopped (SIGSTOP) for "
+                            f"{now - since:.1f} s; killing it")
+                _signal_group(proc, signal.SIGKILL)
 
     @property
     def _covered_names(self) -> set[str]:
@@ -183,6 +202,15 @@ def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)  # the node and anything it started (its own session)
     except ProcessLookupError:
         pass
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat (R, S, D, T, Z, ...); "" where it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat[stat.rindex(")") + 2:][:1]  # the command name may contain spaces and parentheses
 
 
 def _describe_exit(code: int) -> str:

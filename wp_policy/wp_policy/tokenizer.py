@@ -5,9 +5,11 @@ Token layout (DESIGN §3) at the tail of the vocabulary, skipping the last ``ski
   duration d (0..33)      -> V - 1 - skip - 256 - d    (256767 .. 256734)
   <wp>                    -> the next id below           (256733)
   <dur>                   -> the one below that          (256732)
-Sequence: [BOS] "Task: {instruction}, State: {state_bins};\\n" | "Action: " (<wp> p_1..p_P <dur> d){K} "|" [EOS]
+Sequence: [BOS] "Task: {instruction}, State: {state_bins};\\n" | "Action: " (<wp> p_1..p_W <dur> d){K} "|" [EOS]
 with the prefix (left of the bar) bidirectional (ar 0) and the postfix causal (ar 1); the CE loss covers only
-proprio and duration tokens of real waypoints.
+proprio and duration tokens of real waypoints. A waypoint block carries the ``waypoint_dims`` of the proprio
+(default: all P, so W = P); the prompt state always carries all P dims. Leaving out a dim the robot config couples
+to another (LIBERO's mirrored right finger) gives one token per gripper, so two fingers can never disagree.
 """
 
 from __future__ import annotations
@@ -183,6 +185,7 @@ class WaypointTokenizer:
         proprio_dim: int,
         num_waypoints: int = 7,
         max_token_len: int = 256,
+        waypoint_dims: tuple[int, ...] = (),
     ):
         if text.vocab_size > layout.first_reserved:
             raise TokenizationError(
@@ -191,6 +194,10 @@ class WaypointTokenizer:
             )
         if proprio_dim < 1 or num_waypoints < 1:
             raise ValueError(f"proprio_dim ({proprio_dim}) and num_waypoints ({num_waypoints}) must be >= 1")
+        dims = tuple(int(d) for d in waypoint_dims) or tuple(range(proprio_dim))
+        if list(dims) != sorted(set(dims)) or not 0 <= dims[0] <= dims[-1] < proprio_dim:
+            raise ValueError(f"waypoint_dims must be increasing dims of 0..{proprio_dim - 1}, got {list(dims)}")
+        self.waypoint_dims = dims  # proprio dims with a token in each waypoint block
         self.text, self.layout = text, layout
         self.proprio_dim, self.num_waypoints, self.max_token_len = proprio_dim, num_waypoints, max_token_len
         self.bins = ProprioTokenizer(layout.num_bins)
@@ -199,7 +206,7 @@ class WaypointTokenizer:
 
     @property
     def tokens_per_waypoint(self) -> int:
-        return self.proprio_dim + 3  # <wp> p_1..p_P <dur> d
+        return len(self.waypoint_dims) + 3  # <wp> p_1..p_W <dur> d
 
     def prompt_tokens(self, instruction: str, state: np.ndarray) -> list[int]:
         """[BOS] "Task: ..., State: b_1 b_2 ...;\\n" for normalised ``state [S]``."""
@@ -208,7 +215,7 @@ class WaypointTokenizer:
         return [self.text.bos_id] + self.text.encode(text)
 
     def waypoint_tokens(self, proprio: np.ndarray, durations: np.ndarray) -> list[int]:
-        """``proprio [K, P]`` (normalised) and ``durations [K]`` -> K blocks ``<wp> p.. <dur> d``."""
+        """``proprio [K, P]`` (normalised) and ``durations [K]`` -> K blocks ``<wp> p.. <dur> d`` (waypoint dims)."""
         proprio = np.asarray(proprio, dtype=np.float64)
         durations = np.asarray(durations)
         if proprio.ndim != 2 or proprio.shape[1] != self.proprio_dim:
@@ -217,7 +224,7 @@ class WaypointTokenizer:
             raise TokenizationError(f"durations must be [{proprio.shape[0]}], got shape {durations.shape}")
         if not 1 <= proprio.shape[0] <= self.num_waypoints:
             raise TokenizationError(f"expected 1..{self.num_waypoints} waypoints, got {proprio.shape[0]}")
-        ptoks = self.layout.proprio_token(self.bins.encode(proprio))
+        ptoks = self.layout.proprio_token(self.bins.encode(proprio[:, list(self.waypoint_dims)]))
         dtoks = self.layout.duration_token(durations)
         out: list[int] = []
         for k in range(proprio.shape[0]):
@@ -261,14 +268,15 @@ class WaypointTokenizer:
         return TokenizedSequence(tokens, input_mask, ar_mask, loss_mask)
 
     def decode_waypoints(self, ids: list[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Parse a generated stream (starting after "Action: ") into ``(proprio [K, P] normalised, durations [K])``.
+        """Parse a generated stream (starting after "Action: ") into ``(proprio [K, W] normalised, durations [K])``,
+        W = ``len(waypoint_dims)`` (P with the default layout).
 
         Parsing ends after ``num_waypoints`` blocks, after a block with d = 0 (stop), or at "|" / EOS / padding
         between blocks; only those end tokens may follow. Anything else (a text token inside a block, a truncated
         block, more blocks after a stop or beyond ``num_waypoints``) raises TokenizationError naming the position.
         """
         ids = [int(t) for t in np.asarray(ids).reshape(-1)]
-        L, P = self.layout, self.proprio_dim
+        L, P = self.layout, len(self.waypoint_dims)
         ends = {*self.end_tokens, self.text.pad_id}
         proprio, durations = [], []
         pos = 0

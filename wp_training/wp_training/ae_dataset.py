@@ -30,7 +30,8 @@ from wp_policy import batch as B
 from wp_policy.normalize import Normalizer, load_stats
 from wp_policy.robot_config import RobotConfig
 from wp_policy.tokenizer import WaypointTokenizer
-from wp_training.collate import camera_masks, image_inputs
+from wp_training.augment import AugmentConfig
+from wp_training.collate import camera_masks, sample_image_inputs
 from wp_training.extract import WaypointIndex
 from wp_training.feature_cache import FeatureStore, cached_image_fields
 from wp_training.stats import model_action, model_proprio
@@ -48,6 +49,7 @@ class AEDataConfig:
     image_size: int = 224
     image_keys: tuple[str, ...] = ()  # the model's image keys in order; empty: this robot's camera model_keys
     stream: StreamConfig = field(default_factory=StreamConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training-time image augmentation (off)
 
     def __post_init__(self):
         if not 1 <= self.max_duration <= B.HORIZON:
@@ -152,5 +154,5 @@ class WaypointAEDataset(StreamingDataset):
         """IMAGES + IMAGE_MASKS decoded from the sample's camera bytes, or the cached FEATURES + IMAGE_MASKS."""
         if self.features is not None:
             return cached_image_fields(self.features, raw, camera_masks(self.robot, self.image_keys))
-        images, masks = image_inputs(raw["images"], self.robot, self.image_keys, self.cfg.image_size)
-        return {B.IMAGES: images, B.IMAGE_MASKS: masks}
+        return sample_image_inputs(raw, self.robot, self.image_keys, self.cfg.image_size, self.cfg.augment,
+                                   self.stream.seed)

@@ -100,7 +100,7 @@ def resolve(model_cfg: AEModelSection, data_cfg: AETaskData, source: str):
     if robot.action.dim > mc.action_dim or robot.proprio.dim > mc.proprio_dim:
         raise ConfigError(f"{source}: robot {robot.robot_type} has action/proprio dims {robot.action.dim}/"
                           f"{robot.proprio.dim}, more than the model's {mc.action_dim}/{mc.proprio_dim}")
-    check_model_images(data_cfg, mc.image_keys, mc.vision.image_size, robot, source)
+    check_model_images(data_cfg, mc.image_keys, mc.vision.image_size, robot, source, model_cfg.vision_cache)
     return model_cfg, data_cfg
 
 

@@ -2,7 +2,9 @@
 
 Images are prepared exactly like the deployment path (:mod:`wp_policy.runtime.policy`): decode, resize-with-pad
 (:func:`wp_policy.image_proc.resize_with_pad`) to the model size, channels first, ``x / 127.5 - 1``. A model image
-key with no camera on this robot (LIBERO has no right wrist view) gets zeros and mask False.
+key with no camera on this robot (LIBERO has no right wrist view) gets zeros and mask False. Training may augment
+the resized image first (:mod:`wp_training.augment`, ``data.augment``); without augmentation the pixels equal the
+deployment path's.
 """
 
 from __future__ import annotations
@@ -15,12 +17,17 @@ import torch
 from wp_policy import batch as B
 from wp_policy.image_proc import resize_with_pad
 from wp_policy.robot_config import RobotConfig
+from wp_training.augment import AugmentConfig, augment_image, sample_rng
 from wp_training.rlds_io import decode_image
 
 
-def model_image(encoded: bytes, size: int) -> np.ndarray:
-    """Encoded JPEG/PNG bytes -> ``float32 [3, size, size]`` in [-1, 1]."""
+def model_image(encoded: bytes, size: int, augment: AugmentConfig | None = None, wrist: bool = False,
+                rng: np.random.Generator | None = None) -> np.ndarray:
+    """Encoded JPEG/PNG bytes -> ``float32 [3, size, size]`` in [-1, 1], augmented when ``augment`` is given."""
     rgb = resize_with_pad(decode_image(encoded), size, size)
+    if augment is not None:
+        unit = augment_image(rgb.astype(np.float32) / np.float32(255.0), wrist, augment, rng)
+        return np.ascontiguousarray(unit.transpose(2, 0, 1) * np.float32(2.0) - np.float32(1.0))
     out = np.empty((3, size, size), np.float32)
     np.divide(rgb.transpose(2, 0, 1), np.float32(127.5), out=out, dtype=np.float32)
     out -= np.float32(1.0)
@@ -28,20 +35,34 @@ def model_image(encoded: bytes, size: int) -> np.ndarray:
 
 
 def image_inputs(
-    encoded: Mapping[str, bytes], robot: RobotConfig, image_keys: Sequence[str], size: int
+    encoded: Mapping[str, bytes], robot: RobotConfig, image_keys: Sequence[str], size: int,
+    augment: AugmentConfig | None = None, rng: np.random.Generator | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.bool_]]:
-    """One step's camera bytes (by rlds_key) -> ``IMAGES`` (model_key -> ``[3, S, S]``) and ``IMAGE_MASKS``."""
-    rlds_of = {c.model_key: c.rlds_key for c in robot.cameras}
+    """One step's camera bytes (by rlds_key) -> ``IMAGES`` (model_key -> ``[3, S, S]``) and ``IMAGE_MASKS``;
+    with ``augment`` each view is augmented from ``rng`` in ``image_keys`` order (wrist views per the robot)."""
+    camera_of = {c.model_key: c for c in robot.cameras}
     images, masks = {}, {}
     for key in image_keys:
-        rlds_key = rlds_of.get(key)
-        if rlds_key is None:
+        cam = camera_of.get(key)
+        if cam is None:
             images[key] = np.zeros((3, size, size), np.float32)
             masks[key] = np.bool_(False)
         else:
-            images[key] = model_image(encoded[rlds_key], size)
+            images[key] = model_image(encoded[cam.rlds_key], size, augment, cam.is_wrist, rng)
             masks[key] = np.bool_(True)
     return images, masks
+
+
+def sample_image_inputs(raw: dict, robot: RobotConfig, image_keys: Sequence[str], size: int,
+                        augment: AugmentConfig, seed: int) -> dict:
+    """``IMAGES`` + ``IMAGE_MASKS`` of a dataset's compact sample (``images``, ``epoch``, ``episode``, ``step``),
+    augmented from :func:`wp_training.augment.sample_rng` when ``augment.enabled``."""
+    if augment.enabled:
+        rng = sample_rng(seed, raw["epoch"], raw["episode"], raw["step"])
+        images, masks = image_inputs(raw["images"], robot, image_keys, size, augment, rng)
+    else:
+        images, masks = image_inputs(raw["images"], robot, image_keys, size)
+    return {B.IMAGES: images, B.IMAGE_MASKS: masks}
 
 
 def camera_masks(robot: RobotConfig, image_keys: Sequence[str]) -> dict[str, np.bool_]:

@@ -194,7 +194,9 @@ class StreamingDataset(IterableDataset):
     def _epoch_samples(self, start: int, stop: int, epoch: int, rng: np.random.Generator) -> Iterator[dict]:
         for a, b in chunk_order(start, stop, self.stream.episode_chunk, rng):
             for index, episode in self.reader.episodes(a, b, self.observation_keys, self.step_keys):
-                yield from self.episode_samples(index, episode, self.episode_rng(epoch, index))
+                for sample in self.episode_samples(index, episode, self.episode_rng(epoch, index)):
+                    sample["epoch"] = epoch  # seeds the sample's image augmentation
+                    yield sample
 
     def __iter__(self) -> Iterator[dict]:
         shard = current_shard(self.rank, self.world_size, self._resume_batches)

@@ -70,10 +70,10 @@ def build_task_model(model_cfg) -> nn.Module:
 
 
 def make_tokenizer(tokenizer_path: str, vocab_size: int, robot: RobotConfig, num_waypoints: int = 7,
-                   max_token_len: int = 256) -> WaypointTokenizer:
+                   max_token_len: int = 256, waypoint_dims: tuple[int, ...] = ()) -> WaypointTokenizer:
     """The same WaypointTokenizer the deployment path builds (``WaypointPolicy.from_config``)."""
     return WaypointTokenizer(TextTokenizer(tokenizer_path), TokenLayout(vocab_size), robot.proprio.dim,
-                             num_waypoints, max_token_len)
+                             num_waypoints, max_token_len, waypoint_dims)
 
 
 def shard_stream(stream, shard: DataShard):
@@ -85,15 +85,19 @@ def shard_stream(stream, shard: DataShard):
 
 
 def check_model_images(data_cfg, model_image_keys: tuple[str, ...], image_size: int, robot: RobotConfig,
-                       where: str) -> dict[str, Any]:
+                       where: str, vision_cache: str = "") -> dict[str, Any]:
     """The dataset's image fields follow the model: a data.image_keys / data.image_size that disagrees is an error
-    (the model would reject every batch). Returns the fields to set on the data config."""
+    (the model would reject every batch), and so is augmentation with a feature cache. Returns the fields to set on
+    the data config."""
     if data_cfg.image_keys and tuple(data_cfg.image_keys) != tuple(model_image_keys):
         raise ConfigError(f"{where}: data.image_keys {list(data_cfg.image_keys)} != model image_keys "
                           f"{list(model_image_keys)}; leave data.image_keys empty (it follows the model)")
     if data_cfg.image_size not in (224, image_size):  # 224 is the dataclass default: "not set"
         raise ConfigError(f"{where}: data.image_size {data_cfg.image_size} != the model's vision image_size "
                           f"{image_size}; leave it unset")
+    if data_cfg.augment.enabled and vision_cache:
+        raise ConfigError(f"{where}: data.augment.enabled needs images, but model.vision_cache replaces them by "
+                          "features of un-augmented frames; switch one of them off")
     cams = {c.model_key for c in robot.cameras}
     if not cams & set(model_image_keys):
         raise ConfigError(f"{where}: model image_keys {list(model_image_keys)} contain no camera of robot "

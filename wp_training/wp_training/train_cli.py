@@ -16,6 +16,10 @@ Examples::
     wp-train export --config configs/train/waypoint_ae_libero.yaml \\
         --checkpoint runs/ae_libero/checkpoints/step_00010000 --out runs/ae_libero/export_10000
 
+    # ship the planner checkpoint with the most simulated successes on held-out seeds (see --help)
+    wp-train select --runs runs/vlm --policy runs/base_policy.yaml --eval-config configs/eval/eval_lift.yaml \\
+        --seed 1000 --episodes 20 --every 1000 --out runs/select
+
 Overrides are ``key=value`` with dotted keys and YAML values (``optim.peak_lr=6e-5 lora.enabled=true``). Use the
 venv's torchrun (a system torchrun runs another interpreter), and on GPU set
 ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` for the VLM (fragmentation OOMs otherwise).
@@ -34,13 +38,14 @@ from wp_training.train_config import load_train_config
 from wp_training.train_state import CheckpointError
 from wp_training.train_task import TaskUnavailable, get_task
 
-SUBCOMMANDS = ("plan-memory", "export")
+SUBCOMMANDS = ("plan-memory", "export", "select")
 
 
 def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wp-train",
-        description="Train a waypoint-VLA model (also: 'wp-train plan-memory --help', 'wp-train export --help').",
+        description="Train a waypoint-VLA model (also: 'wp-train plan-memory --help', 'wp-train export --help', "
+                    "'wp-train select --help').",
         epilog=__doc__.split("Examples::", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -103,12 +108,19 @@ def main(argv: list[str] | None = None) -> int:
             return plan_main(argv[1:])
         if argv and argv[0] == "export":
             return _run_export(argv[1:])
+        if argv and argv[0] == "select":
+            from wp_training.select_checkpoint import main as select_main
+
+            return select_main(argv[1:])
         return _run_train(argv)
     except ConfigError as exc:
         print(f"wp-train: config error: {exc}", file=sys.stderr)
         return 2
     except (TaskUnavailable, CheckpointError) as exc:
         print(f"wp-train: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # selection: an episode failed in the simulator (EpisodeError names it)
+        print(f"wp-train: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
 

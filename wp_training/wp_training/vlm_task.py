@@ -4,6 +4,8 @@ YAML ``model:`` section (:class:`VLMModelSection`): a ``wp_policy.models`` prese
 ``proprio_dim`` taken from ``data.robot`` when unset (it fixes the waypoint block length); ``data:`` section
 (:class:`VLMTaskData`): :class:`~wp_training.vlm_dataset.VLMDataConfig` plus the robot, the tokenizer and
 ``max_token_len``. ``model.vision_cache`` works as for the AE (:mod:`wp_training.feature_cache`).
+``model.proprio_tokens: uncoupled`` selects the one-token-per-gripper waypoint layout (saved in the exported
+model's ``waypoint_dims``, which the deployment tokenizer follows).
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class VLMModelSection:
     vision: dict[str, int] = field(default_factory=dict)  # VisionSpec fields, e.g. {width: 64, depth: 2}
     llm: dict[str, int] = field(default_factory=dict)  # GemmaSpec fields
     vision_cache: str = ""  # directory written by `wp-data cache-features` (needs freeze: [vision])
+    # all: one token per proprio dim (the original layout, e.g. both LIBERO fingers); uncoupled: no token for dims
+    # the robot config couples to another (proprio.coupled), i.e. one token per gripper, so fingers cannot disagree
+    proprio_tokens: Literal["all", "uncoupled"] = "all"
+    waypoint_dims: tuple[int, ...] = ()  # filled from the robot by proprio_tokens: uncoupled; leave empty
 
     def model_config(self) -> VLMConfig:
         base = build_model_config(vlm_config, self.preset, {})
@@ -52,6 +58,7 @@ class VLMModelSection:
             "vision": override_spec(base.vision, self.vision, "model.vision"),
             "llm": override_spec(base.llm, self.llm, "model.llm"),
             "num_waypoints": self.num_waypoints,
+            "waypoint_dims": tuple(self.waypoint_dims),
         }
         for name in ("image_keys", "dtype", "vocab_size"):
             if getattr(self, name):
@@ -86,22 +93,30 @@ def build_dataset(model_cfg: VLMModelSection, data_cfg: VLMTaskData, shard: Data
     images = check_model_images(data_cfg, mc.image_keys, mc.vision.image_size, robot, "vlm")
     cfg = dataclasses.replace(data_cfg, stream=shard_stream(data_cfg.stream, shard), **images)
     tokenizer = make_tokenizer(data_cfg.tokenizer_path, mc.vocab_size, robot, mc.num_waypoints,
-                               data_cfg.max_token_len)
+                               data_cfg.max_token_len, mc.waypoint_dims)
     features = feature_cache.open_for_dataset(model_cfg.vision_cache, cfg.rlds_dir, mc.image_keys)
     return WaypointVLMDataset(cfg, robot, tokenizer, rank=shard.rank, world_size=shard.world_size,
                               features=features)
 
 
 def resolve(model_cfg: VLMModelSection, data_cfg: VLMTaskData, source: str):
-    """Fill ``proprio_dim`` from the robot (or check it), and check the cameras."""
+    """Fill ``proprio_dim`` and ``waypoint_dims`` from the robot (or check them), and check the cameras."""
     robot = robot_of(data_cfg, source)
     if model_cfg.proprio_dim == 0:
         model_cfg = dataclasses.replace(model_cfg, proprio_dim=robot.proprio.dim)
     elif model_cfg.proprio_dim != robot.proprio.dim:
         raise ConfigError(f"{source}: model.proprio_dim {model_cfg.proprio_dim} != robot {robot.robot_type}'s "
                           f"proprio dim {robot.proprio.dim}")
+    dims = robot.proprio.free_dims if model_cfg.proprio_tokens == "uncoupled" else ()
+    if model_cfg.proprio_tokens == "uncoupled" and not robot.proprio.coupled:
+        raise ConfigError(f"{source}: model.proprio_tokens: uncoupled, but robot {robot.robot_type} declares no "
+                          "coupled proprio dims (proprio.coupled in its robot config)")
+    if model_cfg.waypoint_dims and tuple(model_cfg.waypoint_dims) != dims:
+        raise ConfigError(f"{source}: model.waypoint_dims {list(model_cfg.waypoint_dims)} != {list(dims)} (what "
+                          f"model.proprio_tokens: {model_cfg.proprio_tokens} gives); leave waypoint_dims empty")
+    model_cfg = dataclasses.replace(model_cfg, waypoint_dims=dims)
     mc = model_cfg.model_config()
-    check_model_images(data_cfg, mc.image_keys, mc.vision.image_size, robot, source)
+    check_model_images(data_cfg, mc.image_keys, mc.vision.image_size, robot, source, model_cfg.vision_cache)
     return model_cfg, data_cfg
 
 

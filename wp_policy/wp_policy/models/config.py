@@ -100,7 +100,7 @@ class AEConfig:
 
 @dataclass(frozen=True)
 class VLMConfig:
-    """WaypointVLM: PaliGemma emitting ``(<wp> p_1..p_P <dur> d)`` blocks; ``proprio_dim`` is the robot's real P."""
+    """WaypointVLM: PaliGemma emitting ``(<wp> p_1..p_W <dur> d)`` blocks; ``proprio_dim`` is the robot's real P."""
 
     vision: VisionSpec
     llm: GemmaSpec
@@ -111,10 +111,21 @@ class VLMConfig:
     dtype: DType = "bfloat16"
     num_waypoints: int = 7  # default M for plan()
     gradient_checkpointing: bool = False
+    # proprio dims with a token per waypoint block; empty: all proprio_dim (the original layout). Leaving out a dim
+    # the robot couples to another (LIBERO's mirrored right finger) gives one token per gripper.
+    waypoint_dims: tuple[int, ...] = ()
 
     def __post_init__(self):
         _check_common(self)
         _positive(self, ("proprio_dim", "num_waypoints"))
+        dims = list(self.waypoint_dims)
+        if dims and (dims != sorted(set(dims)) or not 0 <= dims[0] <= dims[-1] < self.proprio_dim):
+            raise ValueError(f"waypoint_dims must be increasing dims of 0..{self.proprio_dim - 1}, got {dims}")
+
+    @property
+    def waypoint_width(self) -> int:
+        """Proprio tokens per waypoint block (W)."""
+        return len(self.waypoint_dims) or self.proprio_dim
 
     @property
     def layout(self) -> TokenLayout:

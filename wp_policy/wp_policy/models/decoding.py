@@ -1,4 +1,7 @@
-"""Constrained greedy decoding of waypoint blocks ``(<wp> p_1..p_P <dur> d)`` for the VLM planner.
+"""Constrained greedy decoding of waypoint blocks ``(<wp> p_1..p_W <dur> d)`` for the VLM planner.
+
+``proprio_dim`` here is the block's token count W: the robot's P, or fewer when the model's ``waypoint_dims`` leave
+out coupled dims (one token per gripper), which the caller rebuilds (``WaypointPolicy.plan``).
 
 Structure tokens are forced, never predicted; the argmax at a proprio position is taken over the 256 proprio-bin ids
 only and at a duration position over the allowed duration ids only, so every decoded stream parses. A sample stops
@@ -7,7 +10,7 @@ after ``M`` blocks or after a block with d = 0 (stop); the batch stops when ever
 The decoder talks to the model through a ``feed(tokens [B, k]) -> log-probs [B, V]`` callable returning the
 next-token distribution after appending ``tokens``; the VLM provides a KV-cached and an uncached feeder, which must
 decode identically. Forced tokens ride along with the previous choice (``[p_P, <dur>]`` and ``[d, <wp>]`` are fed
-together), so a block costs P + 1 model calls.
+together), so a block costs W + 1 model calls.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ Feed = Callable[[torch.Tensor], torch.Tensor]
 class PlanResult:
     """Decoded plans (CPU tensors). Entries at index >= ``num_valid`` are zero."""
 
-    proprio: torch.Tensor  # float32 [B, M, P] normalised proprio (bin centres, q99 space)
+    proprio: torch.Tensor  # float32 [B, M, W] normalised proprio of the waypoint dims (bin centres, q99 space)
     durations: torch.Tensor  # int64 [B, M] steps to reach each waypoint; 0 = stop
     num_valid: torch.Tensor  # int64 [B] decoded waypoints, a final d = 0 stop block included
     stopped: torch.Tensor  # bool [B] the plan ends with a d = 0 block
-    log_probs: torch.Tensor  # float32 [B, M, P + 1] full-vocabulary log-prob of each chosen bin / duration token
-    tokens: torch.Tensor  # int64 [B, M * (P + 3)] generated stream incl. forced tokens; pad_id after the end
+    log_probs: torch.Tensor  # float32 [B, M, W + 1] full-vocabulary log-prob of each chosen bin / duration token
+    tokens: torch.Tensor  # int64 [B, M * (W + 3)] generated stream incl. forced tokens; pad_id after the end
 
 
 def allowed_ids(vocab_size: int, ids: np.ndarray, device) -> torch.Tensor:
@@ -79,7 +82,7 @@ def constrained_decode(feed: Feed, layout: TokenLayout, batch_size: int, proprio
 
 def _assemble(layout: TokenLayout, chosen: torch.Tensor, logps: torch.Tensor, count: torch.Tensor,
               stopped: torch.Tensor, proprio_dim: int, num_waypoints: int, pad_id: int) -> PlanResult:
-    """``chosen``/``logps`` [B, K * (P + 1)] for the K <= M decoded blocks -> padded :class:`PlanResult`."""
+    """``chosen``/``logps`` [B, K * (W + 1)] for the K <= M decoded blocks -> padded :class:`PlanResult`."""
     b, per = chosen.shape[0], proprio_dim + 1
     k = chosen.shape[1] // per
     blocks = chosen.reshape(b, k, per).numpy()

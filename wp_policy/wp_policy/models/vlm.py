@@ -157,7 +157,7 @@ class WaypointVLM(nn.Module):
         embeds, valid, types, pos, _ = self._text_inputs(images, image_masks, tokens, mask, ar)
         feed = (self._cached_feed if use_cache else self._uncached_feed)(embeds, valid, types, pos)
         m = cfg.num_waypoints if num_waypoints is None else num_waypoints
-        return constrained_decode(feed, cfg.layout, n, cfg.proprio_dim, m,
+        return constrained_decode(feed, cfg.layout, n, cfg.waypoint_width, m,
                                   self.device, min_duration, max_duration)
 
     def _cached_feed(self, embeds, valid, types, pos):

@@ -5,7 +5,9 @@ feedback topic (JointState, feedback QoS). Frames are decoded and resized-with-p
 :class:`wp_policy.obs_sync.ObsSynchronizer` turns them into sets. Each set is published as ``/wp/obs/<view>``
 (Image rgb8) plus ``/wp/obs/proprio`` (JointState, physical units, proprio names), all with the SAME header.stamp.
 Stale or missing inputs produce no set and an ERROR/WARN on /diagnostics; malformed messages (corrupt JPEG, NaN,
-wrong length) are counted, reported and dropped, and the node carries on.
+wrong length) are counted, reported and dropped, and the node carries on. It also watches the other nodes'
+heartbeats (their /diagnostics, :mod:`wp_policy.heartbeat`): a planner or filler silent for ``heartbeat_timeout``
+(frozen, deadlocked) is an ERROR here.
 
     python -m wp_policy.ros.aggregator_node --ros-args -p robot_config:=r1lite -p sync_tolerance:=0.05
 """
@@ -15,10 +17,13 @@ from __future__ import annotations
 import time
 from functools import partial
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
+from wp_policy.heartbeat import HeartbeatMonitor
 from wp_policy.image_proc import ImageDecodeError, resize_with_pad
 from wp_policy.obs_sync import InvalidInput, ObsSynchronizer
 from wp_policy.robot_config import load_robot_config
@@ -30,9 +35,9 @@ from wp_policy.ros.conversions import (
     stamp_to_ns,
 )
 from wp_policy.ros.diagnostics import ERROR, OK, WARN, Diagnostics
-from wp_policy.ros.node_main import run_node
+from wp_policy.ros.node_main import reject_unknown_parameters, run_node
 from wp_policy.ros.qos import QOS_NAMES, qos_profile
-from wp_policy.ros.topics import OBS_QOS, PROPRIO_TOPIC, camera_topic, obs_topic
+from wp_policy.ros.topics import DIAGNOSTICS_TOPIC, OBS_QOS, PROPRIO_TOPIC, TOPIC_QOS, camera_topic, obs_topic
 
 PARAMS = {  # name: (default, description)
     "robot_config": ("r1lite", "robot config name (configs/robots/<name>.yaml) or path to a robot YAML"),
@@ -42,9 +47,11 @@ PARAMS = {  # name: (default, description)
     "image_size": (0, "model resolution (square, pixels); 0 = the robot config's image_size"),
     "input_qos": ("", "QoS profile name for the camera/feedback subscriptions; empty = the robot config's. "
                       "Lock-step bag replay needs 'reliable' (best-effort, keep-last-1 inputs drop within a step)"),
+    "watch_nodes": (["planner", "filler"], "nodes whose /diagnostics are a heartbeat: silence -> ERROR here"),
+    "heartbeat_timeout": (3.0, "s without /diagnostics from a watched node (heard before) -> reported frozen/dead"),
 }
-_POSITIVE = ("sync_tolerance", "input_timeout", "diagnostics_period")
-_READ_ONLY = ("robot_config", "image_size", "diagnostics_period", "input_qos")
+_POSITIVE = ("sync_tolerance", "input_timeout", "diagnostics_period", "heartbeat_timeout")
+_READ_ONLY = ("robot_config", "image_size", "diagnostics_period", "input_qos", "watch_nodes", "heartbeat_timeout")
 
 
 class AggregatorNode(Node):
@@ -54,6 +61,7 @@ class AggregatorNode(Node):
         for name, (default, description) in PARAMS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description,
                                                                       read_only=name in _READ_ONLY))
+        reject_unknown_parameters(self)
         p = {name: self.get_parameter(name).value for name in PARAMS}
         self.robot = load_robot_config(p["robot_config"])
         self.size = p["image_size"] or self.robot.image_size
@@ -61,6 +69,14 @@ class AggregatorNode(Node):
         self.sync = ObsSynchronizer.from_robot(self.robot, p["sync_tolerance"], p["input_timeout"])
         self.diag = Diagnostics(self, p["diagnostics_period"], self._status)
         self.diag.extra.append(lambda: {"count.time_jumps": self.sync.time_jumps})
+        self.heartbeats = HeartbeatMonitor(p["watch_nodes"], p["heartbeat_timeout"])
+        self._silent: dict[str, float] = {}
+        self.diag.extra.append(lambda: {f"count.heartbeat_lost.{n.lstrip('/')}": c
+                                        for n, c in self.heartbeats.lost.items()})
+        self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics,
+                                 qos_profile(TOPIC_QOS[DIAGNOSTICS_TOPIC]))
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # heartbeats are wall-clock facts, also under sim time
+        self.create_timer(min(0.5, p["heartbeat_timeout"] / 4), self._check_heartbeats, clock=steady)
         self._last_rejection = ""
         self._rejections_in_window = 0
         obs_qos = qos_profile(OBS_QOS)
@@ -124,7 +140,23 @@ class AggregatorNode(Node):
         self.get_logger().warning(f"rejected message on {source}: {exc}", throttle_duration_sec=1.0)
         self.diag.alert()  # report the fault at once, not up to one period later
 
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        now = time.monotonic()
+        for status in msg.status:
+            self.heartbeats.beat(status.name, now)
+
+    def _check_heartbeats(self) -> None:
+        now = time.monotonic()
+        new = self.heartbeats.newly_silent(now, self._silent)
+        self._silent = self.heartbeats.silent(now)
+        if new:
+            self.get_logger().error(f"no /diagnostics from {new} for {self.heartbeats.timeout:g} s: frozen or dead?")
+            self.diag.alert()
+
     def _status(self) -> tuple[bytes, str]:
+        if self._silent:
+            ages = ", ".join(f"{n} for {age:.1f} s" for n, age in self._silent.items())
+            return ERROR, f"no /diagnostics from {ages} (frozen or dead?)"
         sync = self.sync.status(self._now())
         rejected, self._rejections_in_window = self._rejections_in_window, 0
         if sync.stale:

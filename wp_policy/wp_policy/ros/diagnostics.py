@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
 from wp_policy.ros.qos import qos_profile
@@ -40,7 +41,9 @@ class Diagnostics:
         self._window_start = time.monotonic()
         self._last_publish = -float("inf")
         self._pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, qos_profile(TOPIC_QOS[DIAGNOSTICS_TOPIC]))
-        self._timer = node.create_timer(period, self.publish_now)
+        # the steady clock, also under sim time: diagnostics are the nodes' heartbeat (wp_policy.heartbeat), and a
+        # paused simulation must not look like a frozen node
+        self._timer = node.create_timer(period, self.publish_now, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] += n

@@ -24,8 +24,8 @@ fills the next pair (and any pair starting within ``fill_lead_s``) while one run
   the same commands; the measured position is the set's proprio. A plan the empty queue needs is requested from
   the set that finds the queue empty (the observation after the last action), as the direct loop plans.
 
-Stop latch (:mod:`wp_policy.runtime.stop_latch`): a stop (a /wp/waypoints trajectory whose first point is due 0
-ticks from now, or the model's own d = 0) drops the queue and holds at once (wall: a hold is published immediately;
+Stop latch (:mod:`wp_policy.runtime.stop_latch`): a stop (a message on /wp/stop, the /wp/stop service, a
+/wp/waypoints trajectory whose first point is due 0 ticks from now, or the model's own d = 0) drops the queue and holds at once (wall: a hold is published immediately;
 lockstep: the command for the current set is a hold), and the filler keeps holding, whatever plans arrive, until a
 deliberate resume: the ``/wp/resume`` service offered here, or a new /wp/instruction message. The latch state is
 published latched on /wp/stop_state (the planner follows it) and on /diagnostics. After a resume only plans made
@@ -69,7 +69,8 @@ from wp_policy.ros.obs_subscriber import ObsSetSubscriber
 from wp_policy.ros.plan_msgs import chunk_message, is_stop_message, message_to_plan
 from wp_policy.ros.qos import qos_profile
 from wp_policy.ros.topics import (ACTION_CHUNK_TOPIC, HOLD_FRAME_PREFIX, INSTRUCTION_TOPIC, REPLAN_TOPIC,
-                                  RESUME_SERVICE, STOP_STATE_TOPIC, TOPIC_QOS, WAYPOINTS_TOPIC)
+                                  RESUME_SERVICE, STOP_QOS, STOP_SERVICE, STOP_STATE_TOPIC, STOP_TOPIC, TOPIC_QOS,
+                                  WAYPOINTS_TOPIC)
 from wp_policy.runtime.policy import WaypointPolicy
 from wp_policy.runtime.runner import WaypointRunner
 from wp_policy.runtime.stop_latch import StopLatch
@@ -97,10 +98,11 @@ PARAMS = {
 }
 READ_ONLY = (*policy_params.READ_ONLY, "replan_mode", "pairs_per_plan", "clock_mode", "command_qos", "plan_lead_s",
              "fill_lead_s", "num_flow_steps", "seed", "obs_timeout", "feedback_timeout", "final_hold_ticks")
-STALE = ("stale_obs", "stale_feedback")
+STALE = ("stale_obs", "stale_feedback", "other_writer")  # hold, drop the plan, ERROR on /diagnostics
 WAITING = ("fill_pending", "waiting_plan")  # no action yet; lockstep waits, wall holds (starvation once engaged)
 _JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
 MAX_PENDING = 8  # lockstep: sets waiting for their command before the oldest is given a hold
+WRITER_CHECK_S = 0.5  # how often the command topics are checked for another writer
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,8 @@ class FillerNode(Node):
         self._init_state()
         self.diag = Diagnostics(self, p["diagnostics_period"], self._status)
         self.diag.extra.append(lambda: {f"count.safety.{k}": v for k, v in self.safety.counters.items()})
-        self.diag.extra.append(lambda: {"count.rejected.obs": self.obs.rejected})
+        self.diag.extra.append(lambda: {"count.rejected.obs": self.obs.rejected,
+                                        "count.proprio_clipped": self.policy.proprio_clipped})
         self.diag.extra.append(self._latch_values)
         self._create_interfaces()
         self._publish_latch()
@@ -161,6 +164,7 @@ class FillerNode(Node):
         self._engaged = False  # commanding from a plan (starvation counts from here)
         self._chunks_seen = 0
         self._reason = "waiting_obs"
+        self._other_writers: dict[str, list[str]] = {}  # command topic -> other nodes publishing on it
         self._problem = ""  # last rejection or fill error, shown in the status until the next OK window
 
     def _create_interfaces(self) -> None:
@@ -177,6 +181,9 @@ class FillerNode(Node):
                                  qos_profile(TOPIC_QOS[INSTRUCTION_TOPIC]))
         self.latch_pub = self.create_publisher(String, STOP_STATE_TOPIC, qos_profile(TOPIC_QOS[STOP_STATE_TOPIC]))
         self.create_service(Trigger, RESUME_SERVICE, self._on_resume)
+        for qos in STOP_QOS:
+            self.create_subscription(Header, STOP_TOPIC, self._on_stop_topic, qos_profile(qos))
+        self.create_service(Trigger, STOP_SERVICE, self._on_stop_service)
         self._wake = self.create_guard_condition(self._advance)
         if not self.lockstep:
             fb_qos = qos_profile(robot.ros.feedback_qos)
@@ -185,6 +192,7 @@ class FillerNode(Node):
             self.create_timer(robot.control_period, self._on_tick)
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # retries must fire while sim time is paused
         self.create_timer(min(0.25, p["replan_retry_s"] / 4), self._on_retry_timer, clock=steady)
+        self.create_timer(WRITER_CHECK_S, self._check_writers, clock=steady)
 
     # ---- model work (worker thread) --------------------------------------------------------------------------
     def _fill(self, obs: ObsSet, start: np.ndarray, end: np.ndarray, duration: int) -> Future:
@@ -280,7 +288,7 @@ class FillerNode(Node):
 
     def _on_waypoints(self, msg: JointTrajectory) -> None:
         if is_stop_message(msg, self.robot.control_period):
-            self._stop(msg)
+            self._stop("stop_message", stamp_to_ns(msg.header.stamp))
             return
         try:
             plan = message_to_plan(msg, self.robot, B.HORIZON)
@@ -316,8 +324,18 @@ class FillerNode(Node):
         return ""
 
     # ---- stop / reset ----------------------------------------------------------------------------------------
-    def _stop(self, msg: JointTrajectory) -> None:
-        self._engage_latch("stop_message")
+    def _on_stop_topic(self, msg: Header) -> None:
+        self._stop("stop_topic", stamp_to_ns(msg.stamp))
+
+    def _on_stop_service(self, request, response):
+        self._stop("stop_service", 0)
+        response.success = True
+        response.message = self.latch.state.describe()
+        return response
+
+    def _stop(self, source: str, sent_ns: int) -> None:
+        """Every stop path ends here: latch, drop the queue, hold at once (idempotent)."""
+        self._engage_latch(source)
         self.runner.stop()
         self._request = None
         self._engaged = False
@@ -328,9 +346,8 @@ class FillerNode(Node):
             self._advance()  # the sets still owed a command get holds
         else:
             self._emit(self._decision(None, "stopped", self._now()), self.get_clock().now().nanoseconds)
-        sent = stamp_to_ns(msg.header.stamp)
-        delay = (time.time_ns() - sent) * 1e-9
-        if sent > 0 and 0 <= delay < 10:  # stamped with the wall clock: report the stop latency
+        delay = (time.time_ns() - sent_ns) * 1e-9
+        if sent_ns > 0 and 0 <= delay < 10:  # stamped with the wall clock: report the stop latency
             self.diag.latency("stop_to_hold", delay)
         self.diag.alert()
 
@@ -426,7 +443,26 @@ class FillerNode(Node):
             return None, "stopped"
         return None, "waiting_plan"
 
+    def _check_writers(self) -> None:
+        """One writer per command topic: another node publishing there (a second graph in this ROS domain, a
+        teleoperation tool) would interleave its commands with ours, so the filler holds and reports it."""
+        me = (self.get_name(), self.get_namespace())
+        found = {}
+        for topic in self.mapper.topics:
+            others = [f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in self.get_publishers_info_by_topic(topic)
+                      if (i.node_name, i.node_namespace) != me]
+            if others:
+                found[topic] = others
+        if found and found != self._other_writers:
+            self.get_logger().error(f"another writer on the command topics {found}: holding until it is gone "
+                                    "(isolate graphs with ROS_DOMAIN_ID)")
+            self.diag.count("other_writer_detected")
+            self.diag.alert()
+        self._other_writers = found
+
     def _stale(self, now: float) -> str:
+        if self._other_writers:
+            return "other_writer"
         if now - self._obs_time > self.p["obs_timeout"]:
             return "stale_obs"
         if now - self._fb_time > self.p["feedback_timeout"]:
@@ -507,6 +543,8 @@ class FillerNode(Node):
 
     def _status(self) -> tuple[bytes, str]:
         problem, self._problem = self._problem, ""
+        if self._reason == "other_writer":
+            return ERROR, f"holding: other writers on the command topics {self._other_writers}"
         if self._reason in STALE:
             return ERROR, f"holding: {self._reason}"
         if problem:

@@ -33,6 +33,7 @@ from wp_policy.obs_sync import InvalidInput
 from wp_policy.robot_config import FeedbackConfig, load_robot_config
 from wp_policy.ros.conversions import payload_to_joint_state
 from wp_policy.ros.feedback import FeedbackComposer
+from wp_policy.ros.node_main import reject_unknown_parameters
 from wp_policy.ros.qos import qos_profile
 from wp_policy.ros.topics import HOLD_FRAME_PREFIX
 from wp_policy.safety import SafetyFilter
@@ -47,6 +48,7 @@ class FinalHoldNode(Node):
         self.declare_parameter("command_qos", "")
         self.declare_parameter("feedback_wait_s", 2.0)
         self.declare_parameter("ticks", 5)
+        reject_unknown_parameters(self)
         self.robot = robot = load_robot_config(self.get_parameter("robot_config").value)
         self.wait_s = float(self.get_parameter("feedback_wait_s").value)
         self.ticks = int(self.get_parameter("ticks").value)

@@ -50,6 +50,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from wp_policy.command_map import CommandMapper
+from wp_policy.config_io import ConfigError
 from wp_policy.obs_sync import BACKWARD_JUMP_S
 from wp_policy.robot_config import load_robot_config
 from wp_policy.ros import policy_params
@@ -181,12 +182,15 @@ class LiberoBridgeNode(Node):
     def __init__(self, **kwargs):
         super().__init__("libero_bridge", **kwargs)
         p = policy_params.declare(self, PARAMS, tuple(PARAMS))
-        self.cfg = BridgeConfig(**{k: p[k] for k in BridgeConfig.__dataclass_fields__})
+        try:
+            self.cfg = BridgeConfig(**{k: p[k] for k in BridgeConfig.__dataclass_fields__})
+        except ValueError as exc:
+            raise ConfigError(f"libero_bridge parameters: {exc}") from None
         self.sim_time = self.get_parameter("use_sim_time").value
         if self.cfg.clock_mode == "lockstep" and not self.sim_time:
-            raise ValueError("clock_mode lockstep needs use_sim_time:=true on every node (the bridge owns /clock)")
+            raise ConfigError("clock_mode lockstep needs use_sim_time:=true on every node (the bridge owns /clock)")
         if self.cfg.clock_mode == "wall" and self.sim_time:
-            raise ValueError("clock_mode wall needs use_sim_time:=false (nothing publishes /clock in wall mode)")
+            raise ConfigError("clock_mode wall needs use_sim_time:=false (nothing publishes /clock in wall mode)")
         self.robot = robot = load_robot_config(p["robot_config"])
         self.mapper = CommandMapper(robot)
         self.eval_config, self.specs = plan_episodes(self.cfg)

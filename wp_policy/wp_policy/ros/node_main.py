@@ -70,6 +70,16 @@ def run_node(
             signal.signal(sig, handler)
 
 
+def reject_unknown_parameters(node: Node) -> None:
+    """A parameter given to this node (params file, ``-p``) that it does not declare is a ConfigError listing the
+    valid ones: ROS would ignore it silently, so a misspelt ``obs_timeot: 0.1`` would run with the default 0.5 s.
+    Call once every parameter is declared. (rclpy keeps the given values in ``_parameter_overrides`` only.)"""
+    declared = {name for name in node._parameters}
+    unknown = sorted(set(node._parameter_overrides) - declared)
+    if unknown:
+        raise ConfigError(f"node {node.get_name()}: unknown parameter(s) {unknown}; valid: {sorted(declared)}")
+
+
 class _StopRequest:
     """SIGINT / SIGTERM: while spinning, ask the loop to end (it notices within SPIN_TIMEOUT_S, between callbacks,
     never inside one); while starting (models loading) or saying goodbye, or on a second signal, leave at once."""

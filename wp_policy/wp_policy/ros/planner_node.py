@@ -7,9 +7,9 @@ Triggers (DESIGN §4):
 - a new ``/wp/instruction`` (reliable, transient local) or a resume: plan from the first set that arrives after it
   (unless a replan request is answered first).
 Stops: the filler owns the stop latch (:mod:`wp_policy.runtime.stop_latch`) and publishes it on /wp/stop_state
-(latched); the planner follows it, and also stops at once on a stop message on /wp/waypoints (the operator's, or its
-own model-predicted d_1 = 0). While stopped it does not re-plan, and a plan still being computed is discarded, never
-published. It plans nothing before it has heard the filler's stop state, so a planner (re)started while the robot
+(latched); the planner follows it, and also stops at once on /wp/stop or on a stop message on /wp/waypoints (the
+operator's, or its own model-predicted d_1 = 0). While stopped it does not re-plan, and a plan still being computed
+is discarded, never published. It plans nothing before it has heard the filler's stop state, so a planner (re)started while the robot
 is stopped does not act on the latched instruction the filler had already acted on before the stop (same message
 identity); a resume (/wp/resume on the filler) or a genuinely new instruction message does restart planning.
 
@@ -45,7 +45,8 @@ from wp_policy.ros.node_main import run_node
 from wp_policy.ros.obs_subscriber import ObsSetSubscriber
 from wp_policy.ros.plan_msgs import is_stop_message, plan_to_message
 from wp_policy.ros.qos import qos_profile
-from wp_policy.ros.topics import INSTRUCTION_TOPIC, REPLAN_TOPIC, STOP_STATE_TOPIC, TOPIC_QOS, WAYPOINTS_TOPIC
+from wp_policy.ros.topics import (INSTRUCTION_TOPIC, REPLAN_TOPIC, STOP_QOS, STOP_STATE_TOPIC, STOP_TOPIC,
+                                  TOPIC_QOS, WAYPOINTS_TOPIC)
 from wp_policy.runtime.plan import Plan
 from wp_policy.runtime.policy import WaypointPolicy
 from wp_policy.runtime.stop_latch import LatchState
@@ -102,7 +103,8 @@ class PlannerNode(Node):
         self.diag = Diagnostics(self, p["diagnostics_period"], self._status)
         self.pub = self.create_publisher(JointTrajectory, WAYPOINTS_TOPIC, qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
         self.obs = ObsSetSubscriber(self, self.robot, on_set=self._on_set)
-        self.diag.extra.append(lambda: {"count.rejected.obs": self.obs.rejected})
+        self.diag.extra.append(lambda: {"count.rejected.obs": self.obs.rejected,
+                                        "count.proprio_clipped": self.policy.proprio_clipped})
         self.create_subscription(Header, REPLAN_TOPIC, self._on_replan, qos_profile(TOPIC_QOS[REPLAN_TOPIC]))
         self.create_subscription(String, INSTRUCTION_TOPIC, self._on_instruction,
                                  qos_profile(TOPIC_QOS[INSTRUCTION_TOPIC]))
@@ -110,6 +112,9 @@ class PlannerNode(Node):
                                  qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
         self.create_subscription(String, STOP_STATE_TOPIC, self._on_stop_state,
                                  qos_profile(TOPIC_QOS[STOP_STATE_TOPIC]))
+        for qos in STOP_QOS:
+            self.create_subscription(Header, STOP_TOPIC, lambda _: self._halt("stop received on /wp/stop"),
+                                     qos_profile(qos))
         self.get_logger().info(f"{self.robot.robot_type}: planning {p['num_waypoints']} waypoints with "
                                f"{p['checkpoint']} on {p['device']}; instruction {self.instruction!r}")
         gc.freeze()  # the loaded model's objects are static: keep them out of the collector (no GC pauses in the

@@ -14,6 +14,7 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 
 from wp_policy.config_io import ConfigError
+from wp_policy.ros.node_main import reject_unknown_parameters
 from wp_policy.ros.qos import QOS_NAMES
 from wp_policy.runtime.policy import PolicyConfig
 
@@ -51,12 +52,14 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def declare(node: Node, params: Mapping[str, tuple[Any, str]], read_only: tuple[str, ...]) -> dict[str, Any]:
-    """Declare ``params`` (validated by :data:`_RULES`) and return their values."""
+    """Declare ``params`` (validated by :data:`_RULES`), refuse any other given parameter, return the values."""
     node.add_on_set_parameters_callback(_validate)
     for name, (default, description) in params.items():
         node.declare_parameter(name, default, ParameterDescriptor(description=description,
                                                                   read_only=name in read_only))
+    reject_unknown_parameters(node)
     return {name: node.get_parameter(name).value for name in params}
+
 
 
 def _validate(params) -> SetParametersResult:

@@ -1,15 +1,17 @@
-"""wp-stop: stop the robot now (operator stop), or resume it.
+"""wp-stop: stop the robot now (operator stop) and get the filler's confirmation, or resume it.
 
-    wp-stop                 # duration-0 waypoint on /wp/waypoints: the filler drops its queue and holds, and stays
-                            # stopped (latched) whatever plans arrive; the planner stops re-planning
-    wp-stop --resume        # calls /wp/resume (std_srvs/Trigger) on the filler: it releases the latch and asks
-                            # the planner for a plan from the next observation
+    wp-stop                 # /wp/stop: the filler drops its queue and holds, and stays stopped (latched) whatever
+                            # plans arrive; the planner stops re-planning. Exit 0 only once the filler confirmed.
+    wp-stop --resume        # /wp/resume (std_srvs/Trigger) on the filler: it releases the latch and asks the
+                            # planner for a plan from the next observation
 
-The stop is a ``trajectory_msgs/JointTrajectory`` with one point at ``time_from_start`` 0 and no joint names (the
-same as ``ros2 topic pub --once /wp/waypoints trajectory_msgs/msg/JointTrajectory "{points: [{time_from_start:
-{sec: 0}}]}"``), published reliably to every subscriber as it matches and kept until each acknowledged it.
-Publishing a new instruction message on /wp/instruction also resumes (and restarts the task). Exit codes: 0 done, 1 nobody
-listening or the resume was refused, 2 bad arguments.
+The stop takes the dedicated path, which floods on other topics cannot crowd out: a ``std_msgs/Header`` on the
+/wp/stop topic (every node listens, best effort with a deep queue, so reliable and best-effort publishers both reach
+it; e.g. ``ros2 topic pub --once /wp/stop std_msgs/msg/Header``) and the /wp/stop service (``std_srvs/Trigger``) on
+the filler, whose answer is the confirmation that the stop latch is engaged. A duration-0 waypoint on /wp/waypoints
+stops the robot too (the mission's interface), without a confirmation. Publishing a new instruction message on
+/wp/instruction also resumes (and restarts the task). Exit codes: 0 confirmed, 1 not confirmed (no filler, no
+answer in time) or the resume was refused, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -19,17 +21,15 @@ import sys
 import time
 
 import rclpy
-from rclpy.duration import Duration
 from rclpy.node import Node
+from std_msgs.msg import Header
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
 
-from wp_policy.ros.plan_msgs import stop_message
+from wp_policy.ros.conversions import ns_to_stamp
 from wp_policy.ros.qos import qos_profile
-from wp_policy.ros.topics import RESUME_SERVICE, TOPIC_QOS, WAYPOINTS_TOPIC
+from wp_policy.ros.topics import RESUME_SERVICE, STOP_SERVICE, STOP_TOPIC
 
-SETTLE_S = 3.0  # discovery is taken as complete once no new subscriber matched for this long (loaded hosts
-# match the planner and the filler seconds apart; the first publish still goes out at the first match)
+CALL_RETRY_S = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,32 +37,36 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resume", action="store_true", help=f"call {RESUME_SERVICE} instead of stopping")
     parser.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds to wait for a subscriber (stop) or for the filler's service (resume)")
+                        help="seconds to wait for the filler's answer (stop: its confirmation)")
     return parser
 
 
 def send_stop(node: Node, timeout: float) -> tuple[bool, str]:
-    """Publish the stop to every subscriber of /wp/waypoints, the filler AND the planner.
-
-    A reliable volatile message only reaches subscribers already matched, and under load discovery matches them
-    one by one, so the stop is published at the first match and again whenever another subscriber matches, until
-    none appeared for ``SETTLE_S`` (stops are idempotent); then we wait until every subscriber acknowledged it.
-    """
-    pub = node.create_publisher(JointTrajectory, WAYPOINTS_TOPIC, qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
+    """Publish the stop on /wp/stop (to every subscriber matched so far, again as others match) and call the
+    filler's /wp/stop service; confirmed only by the service's answer. The call is repeated every
+    ``CALL_RETRY_S`` until answered (stops are idempotent): a service can look ready before its reply path has
+    matched, and that first answer is then lost."""
+    pub = node.create_publisher(Header, STOP_TOPIC, qos_profile("reliable"))
+    client = node.create_client(Trigger, STOP_SERVICE)
     deadline = time.monotonic() + timeout
-    listeners, stable_since = 0, time.monotonic()
+    future, called, heard = None, -float("inf"), 0
     while time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.02)
         count = pub.get_subscription_count()
-        if count > listeners:
-            pub.publish(stop_message(time.time_ns()))
-            listeners, stable_since = count, time.monotonic()
-        elif listeners and time.monotonic() - stable_since >= SETTLE_S:
+        if count > heard:
+            pub.publish(Header(stamp=ns_to_stamp(time.time_ns()), frame_id="wp-stop"))
+            heard = count
+        if client.service_is_ready() and time.monotonic() - called > CALL_RETRY_S:
+            future, called = client.call_async(Trigger.Request()), time.monotonic()
+        if future is not None and future.done():
             break
-    if listeners == 0:
-        return False, f"nobody subscribes to {WAYPOINTS_TOPIC} (is the filler running in this ROS_DOMAIN_ID?)"
-    acked = pub.wait_for_all_acked(Duration(seconds=max(deadline - time.monotonic(), 0.5)))
-    return True, f"stop sent to {listeners} subscriber(s){'' if acked else ' (not all acknowledged it yet)'}"
+        rclpy.spin_once(node, timeout_sec=0.02)
+    published = f"published on {STOP_TOPIC} to {heard} subscriber(s)"
+    if future is None:
+        return False, (f"NOT CONFIRMED: the filler's {STOP_SERVICE} service is not available (is the filler running "
+                       f"in this ROS_DOMAIN_ID?); {published}")
+    if not future.done() or future.result() is None:
+        return False, f"NOT CONFIRMED: {STOP_SERVICE} did not answer within {timeout:g} s; {published}"
+    return future.result().success, f"stop confirmed by the filler: {future.result().message}"
 
 
 def call_resume(node: Node, timeout: float) -> tuple[bool, str]:

@@ -1,7 +1,8 @@
 """WaypointPolicy: the one declared transform order, shared by the direct sim loop and the ROS nodes.
 
     plan:  observation (physical) -> resize-with-pad, [-1, 1] / proprio_to_model -> q99 normalise -> prompt
-           -> VLM constrained decoding (normalised waypoints) -> unnormalise -> proprio_to_physical -> Plan
+           -> VLM constrained decoding (normalised waypoints) -> unnormalise -> rebuild dims without a token from
+           their coupling (robot config) -> proprio_to_physical -> Plan
     fill:  pair (physical start, end, d) -> proprio_to_model -> normalise -> AE sample_actions (first d steps)
            -> clip [-1, 1] -> unnormalise -> action_to_execution -> actions the robot receives
 
@@ -24,13 +25,20 @@ import numpy as np
 import torch
 
 from wp_policy import batch as B
-from wp_policy.config_io import load_config
+from wp_policy.config_io import ConfigError, load_config
 from wp_policy.image_proc import resize_with_pad
 from wp_policy.normalize import DatasetStats, Normalizer, load_stats
 from wp_policy.obs_sync import ObsSet
 from wp_policy.robot_config import RobotConfig, load_robot_config
 from wp_policy.runtime.plan import Plan, Waypoint
-from wp_policy.tokenizer import TextTokenizer, TokenLayout, WaypointTokenizer
+from wp_policy.tokenizer import TextTokenizer, TokenizationError, TokenLayout, WaypointTokenizer
+
+
+PROPRIO_CLIP_TOLERANCE = 0.1  # model-space distance past [-1, 1] still clipped (10 % of a gripper's half range)
+
+
+class ProprioOutOfRange(ValueError):
+    """A proprio reading lies far outside the range the model was trained on: nothing sensible can be planned."""
 
 
 @dataclass(frozen=True)
@@ -90,36 +98,64 @@ class WaypointPolicy:
                  config: PolicyConfig):
         self.robot, self.vlm, self.ae, self.tokenizer, self.config = robot, vlm, ae, tokenizer, config
         stats.check_dims(robot.action.dim, robot.proprio.dim, where=config.stats_path)
+        robot.proprio.check_token_dims(tokenizer.waypoint_dims, where=config.vlm_checkpoint or "tokenizer")
         self.proprio_norm = Normalizer(stats.proprio, robot.proprio.norm_mask)
         self.action_norm = Normalizer(stats.action, robot.action.norm_mask)
         self.device = torch.device(config.device)
+        self.proprio_clipped = 0  # readings slightly outside [-1, 1] clipped before binning (see normalized_proprio)
 
     @classmethod
     def from_config(cls, config: PolicyConfig) -> WaypointPolicy:
         """Load the robot config, stats, tokenizer and whichever models the config names."""
-        from wp_policy.models import from_pretrained
-
         robot = load_robot_config(config.robot)
         stats = load_stats(config.stats_path)
-        vlm = from_pretrained(config.vlm_checkpoint, device=config.device).eval() if config.vlm_checkpoint else None
-        ae = from_pretrained(config.ae_checkpoint, device=config.device).eval() if config.ae_checkpoint else None
+        vlm = _load_model(config.vlm_checkpoint, "waypoint_vlm", config.device)
+        ae = _load_model(config.ae_checkpoint, "waypoint_ae", config.device)
         check_models(robot, vlm, ae, config)
         layout = TokenLayout((vlm or ae).config.vocab_size)
-        tokenizer = WaypointTokenizer(
-            TextTokenizer(config.tokenizer_path), layout, robot.proprio.dim, config.num_waypoints, config.max_token_len
-        )
+        try:
+            tokenizer = WaypointTokenizer(TextTokenizer(config.tokenizer_path), layout, robot.proprio.dim,
+                                          config.num_waypoints, config.max_token_len,
+                                          waypoint_dims=vlm.config.waypoint_dims if vlm is not None else ())
+        except TokenizationError as exc:
+            raise ConfigError(f"{config.tokenizer_path}: {exc}") from None
         return cls(robot, vlm, ae, tokenizer, stats, config)
 
     # ---- observation -> model inputs -------------------------------------------------------------------------
     def normalized_proprio(self, proprio: np.ndarray) -> np.ndarray:
-        """Physical proprio ``[P]`` -> model space -> q99 ``[P]`` (a ValueError names NaN / wrong size)."""
+        """Physical proprio ``[P]`` -> model space -> q99 ``[P]`` in [-1, 1] (a ValueError names NaN / wrong size).
+
+        q99 dims are clipped by the normaliser; dims that pass through it (grippers, already in [-1, 1] in model
+        space) are clipped here when a reading lies slightly outside (sensor noise: a 100.4 mm stroke on a 0-100 mm
+        gripper), counted in :attr:`proprio_clipped`, so it never makes every plan fail. A reading further out than
+        ``PROPRIO_CLIP_TOLERANCE`` is a fault (wrong units, a miscalibrated sensor): :class:`ProprioOutOfRange`.
+        """
         try:
-            return self.proprio_norm.normalize(self.robot.proprio_to_model(proprio))
+            y = self.proprio_norm.normalize(self.robot.proprio_to_model(proprio))
         except ValueError as exc:
             raise ValueError(f"proprio {np.asarray(proprio).tolist()}: {exc}") from None
+        excess = np.abs(y) - 1.0
+        if np.any(excess > PROPRIO_CLIP_TOLERANCE):
+            dims = [f"{self.robot.proprio.names[d]} = {np.asarray(proprio)[d]:.4g} ({y[d]:+.3f} in model space)"
+                    for d in np.flatnonzero(excess > PROPRIO_CLIP_TOLERANCE)]
+            raise ProprioOutOfRange(f"proprio far outside its range: {', '.join(dims)}; more than "
+                                    f"{PROPRIO_CLIP_TOLERANCE} beyond [-1, 1] (check the feedback's units and the "
+                                    "robot config)")
+        self.proprio_clipped += int(np.count_nonzero(excess > 0))
+        return np.clip(y, -1.0, 1.0)
 
     def physical_proprio(self, normalized: np.ndarray) -> np.ndarray:
         return self.robot.proprio_to_physical(self.proprio_norm.unnormalize(normalized))
+
+    def physical_waypoint(self, decoded: np.ndarray) -> np.ndarray:
+        """A decoded waypoint (normalised values of the tokenizer's waypoint dims) -> physical proprio ``[P]``;
+        dims without a token are rebuilt from their coupling (robot config), so mirrored fingers always agree."""
+        dims = self.tokenizer.waypoint_dims
+        full = np.zeros(self.robot.proprio.dim)
+        full[list(dims)] = decoded
+        untokenised = set(range(self.robot.proprio.dim)) - set(dims)
+        model = self.robot.proprio.fill_coupled(self.proprio_norm.unnormalize(full), untokenised)
+        return self.robot.proprio_to_physical(model)
 
     def image_inputs(self, obs: ObsSet, image_keys: tuple[str, ...], size: int) -> tuple[dict, dict]:
         """Views -> ``IMAGES`` float32 [1, 3, S, S] in [-1, 1] and ``IMAGE_MASKS`` bool [1] per model key.
@@ -158,7 +194,7 @@ class WaypointPolicy:
         n = int(result.num_valid[0])
         proprio = result.proprio[0, :n].double().numpy()
         durations = result.durations[0, :n].numpy()
-        return Plan(tuple(Waypoint(self.physical_proprio(p), int(d)) for p, d in zip(proprio, durations)),
+        return Plan(tuple(Waypoint(self.physical_waypoint(p), int(d)) for p, d in zip(proprio, durations)),
                     obs.stamp_ns)
 
     # ---- filling ---------------------------------------------------------------------------------------------
@@ -194,20 +230,40 @@ class WaypointPolicy:
         return out
 
 
+_KIND_NAMES = {"waypoint_vlm": "a VLM planner", "waypoint_ae": "an Action Expert"}
+
+
+def _load_model(path: str, kind: str, device: str):
+    """The checkpoint at ``path`` (None when empty), refused at once when it holds the other model."""
+    if not path:
+        return None
+    from wp_policy.models import from_pretrained
+
+    model = from_pretrained(path, device=device).eval()
+    if model.config.kind != kind:
+        raise ConfigError(f"{path}: holds {_KIND_NAMES[model.config.kind]} checkpoint, but this path must name "
+                          f"{_KIND_NAMES[kind]} checkpoint")
+    return model
+
+
 def check_models(robot: RobotConfig, vlm, ae, config: PolicyConfig) -> None:
-    """Refuse checkpoints that cannot serve this robot, naming the file and the mismatch."""
+    """Refuse checkpoints that cannot serve this robot or each other at start-up (ConfigError naming the file and
+    the mismatch), rather than failing on every plan or fill once the robot runs."""
+    if ae is not None and ae.config.horizon < B.HORIZON:
+        raise ConfigError(f"{config.ae_checkpoint}: the AE fills {ae.config.horizon}-step chunks, but a waypoint "
+                          f"may be up to {B.HORIZON} ticks away; it needs horizon >= {B.HORIZON}")
     if vlm is not None and vlm.config.proprio_dim != robot.proprio.dim:
-        raise ValueError(f"{config.vlm_checkpoint}: the VLM plans {vlm.config.proprio_dim}-D waypoints but robot "
+        raise ConfigError(f"{config.vlm_checkpoint}: the VLM plans {vlm.config.proprio_dim}-D waypoints but robot "
                          f"{robot.robot_type} has {robot.proprio.dim} proprio dims")
     if ae is not None and (ae.config.action_dim < robot.action.dim or ae.config.proprio_dim < robot.proprio.dim):
-        raise ValueError(f"{config.ae_checkpoint}: the AE takes {ae.config.proprio_dim} proprio / "
+        raise ConfigError(f"{config.ae_checkpoint}: the AE takes {ae.config.proprio_dim} proprio / "
                          f"{ae.config.action_dim} action dims, robot {robot.robot_type} needs {robot.proprio.dim} / "
                          f"{robot.action.dim}")
     if vlm is not None and ae is not None and vlm.config.vocab_size != ae.config.vocab_size:
-        raise ValueError(f"the VLM ({vlm.config.vocab_size}) and the AE ({ae.config.vocab_size}) use different "
+        raise ConfigError(f"the VLM ({vlm.config.vocab_size}) and the AE ({ae.config.vocab_size}) use different "
                          "vocabularies; they must share one tokenizer")
     cams = {c.model_key for c in robot.cameras}
     for name, model in (("VLM", vlm), ("AE", ae)):
         if model is not None and not cams & set(model.config.image_keys):
-            raise ValueError(f"the {name} reads image keys {list(model.config.image_keys)}, none of which is a "
+            raise ConfigError(f"the {name} reads image keys {list(model.config.image_keys)}, none of which is a "
                              f"camera of robot {robot.robot_type} ({sorted(cams)})")

