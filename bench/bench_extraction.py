@@ -1,9 +1,9 @@
 """Waypoint extraction throughput on a synthetic R1-Lite-sized dataset, against the naive O(N^3) reference.
 
-The design seed's R1 Lite run: 23,039 episodes, 5,108,454 steps, 12 arm joints + gripper changes, threshold
-0.001 rad (target here: under 10 minutes on 2 cores). Synthetic episodes have R1 Lite's shape: 100..343 steps at
-15 Hz, 12 joints moving as slow sums of sinusoids with a pause and 1e-4 rad sensor noise, two grippers that
-close and reopen once (forced waypoints), tuned to a retention near the seed's 43%.
+The original recipe's R1 Lite run (docs/training-data.md): 23,039 episodes, 5,108,454 steps, 12 arm joints +
+gripper changes, threshold 0.001 rad (target here: under 10 minutes on 2 cores). Synthetic episodes have R1 Lite's
+shape: 100..343 steps at 15 Hz, 12 joints moving as slow sums of sinusoids with a pause and 1e-4 rad sensor noise,
+two grippers that close and reopen once (forced waypoints), tuned to a retention near its 43%.
 
 Rows: the naive reference DP (pure Python, a few episodes, extrapolated), the vectorised DP and greedy in one
 process and in ``--workers`` processes (the extractor's own worker function and chunking), and the whole

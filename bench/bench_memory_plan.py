@@ -1,9 +1,9 @@
-"""The memory planner against the seed's measured GPU memory (seeds/waypoint_vla_design.md §13, 2 x 97.9 GB).
+"""The memory planner against the original recipe's measured GPU memory (2 x 97.9 GB; docs/training.md).
 
-For each measured point it prints the planner's per-GPU DDP prediction twice: under the seed's own training
-setup (``seed-like``: bf16 weights/grads/AdamW as in openpi; the AE's SigLIP not checkpointed and eager attention;
-the VLM through HF PaliGemma, whose loss projects every position, image tokens included, and keeps fp32 copies of
-the logits, ~28 B per logit) and under this project's specs as shipped (``configs/memory/pi05_*.yaml``: SDPA,
+For each measured point it prints the planner's per-GPU DDP prediction twice: under the original recipe's own
+training setup (``seed-like``: bf16 weights/grads/AdamW as in openpi; the AE's SigLIP not checkpointed and eager
+attention; the VLM through HF PaliGemma, whose loss projects every position, image tokens included, and keeps fp32
+copies of the logits, ~28 B per logit) and under this project's specs as shipped (``configs/memory/pi05_*.yaml``: SDPA,
 every tower checkpointed, logits on text positions only, 12 B per logit). Runs in a second, no GPU needed::
 
     .venv/bin/python bench/bench_memory_plan.py
@@ -17,7 +17,7 @@ import dataclasses
 from wp_policy.paths import config_dir
 from wp_training.memory_plan import GIB, MemorySpec, activation_model, budget_from_spec, gpu_usage, load_memory_spec
 
-# (model, per-GPU batch, measured per-GPU memory as the seed reports it: "GB", nvidia-smi style, taken as GiB)
+# (model, per-GPU batch, per-GPU memory as the original recipe reports it: "GB", nvidia-smi style, taken as GiB)
 SEED_ANCHORS = [
     ("ae", 32, "59 / 50"),
     ("ae", 48, "~73 / ~63"),
@@ -29,7 +29,7 @@ SEED_ANCHORS = [
 
 
 def seed_like(spec: MemorySpec, model: str) -> MemorySpec:
-    """The seed's setup expressed in spec knobs (see the module docstring)."""
+    """The original recipe's setup expressed in spec knobs (see the module docstring)."""
     if model == "ae":
         stacks = tuple(
             dataclasses.replace(s, eager_attention=True, checkpointable=s.name != "siglip") for s in spec.stacks

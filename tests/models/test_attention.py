@@ -1,4 +1,4 @@
-"""Attention structure: big_vision masks, the AE's joint pattern (DESIGN §3 table) and its functional effect."""
+"""Attention structure: big_vision masks, the AE's joint pattern (docs/models.md) and its functional effect."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def _category(i: int, n_prefix: int) -> tuple[str, int]:
 
 
 def _design_table(q: tuple[str, int], k: tuple[str, int]) -> bool:
-    """DESIGN §3: VLM sees VLM; start sees VLM+start; end sees VLM+start+end; action i sees those and actions <= i."""
+    """VLM sees VLM; start sees VLM+start; end sees VLM+start+end; action i sees those and actions <= i."""
     visible = {"vlm": {"vlm"}, "start": {"vlm", "start"}, "end": {"vlm", "start", "end"},
                "action": {"vlm", "start", "end"}}[q[0]]
     return k[0] in visible or (q[0] == "action" and k[0] == "action" and k[1] <= q[1])

@@ -90,7 +90,7 @@ def model_config_text(model) -> str:
 
 
 def _openpi_name(ours: str) -> str:
-    """Our name -> openpi PyTorch / transformers 4.53 naming (REFERENCE key prefixes)."""
+    """Our name -> openpi PyTorch / transformers 4.53 naming (openpi's key prefixes, docs/models.md Checkpoints)."""
     if ours.startswith("paligemma.model.vision_tower."):
         rest = ours[len("paligemma.model.vision_tower."):]
         return "paligemma_with_expert.paligemma.model.vision_tower.vision_model." + rest

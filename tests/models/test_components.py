@@ -1,4 +1,4 @@
-"""AdaRMSNorm, sinusoidal embeddings and the condition MLP against their formulas (REFERENCE.md)."""
+"""AdaRMSNorm, sinusoidal embeddings and the condition MLP against their formulas (docs/models.md)."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ from packaging_facts import (
     ros_console_scripts,
 )
 
-# DESIGN §4: the message type of each operator-facing /wp/ topic.
+# docs/ros_graph.md (Topics and QoS): the message type of each operator-facing /wp/ topic.
 TOPIC_TYPES = {"/wp/waypoints": "trajectory_msgs/msg/JointTrajectory", "/wp/instruction": "std_msgs/msg/String"}
 REPO_PATH = re.compile(r"^(?:\./)?((?:scripts|docker|launch|configs|tests|requirements|docs|ros2_ws|bench)/[\w./-]*)$")
 # docker compose options that take a value (global, and for `run` / `build`)

@@ -1,4 +1,4 @@
-"""Plans on /wp/waypoints: the encoding DESIGN §4 fixes, the stop rule, and rejection of malformed messages."""
+"""Plans on /wp/waypoints: the encoding docs/ros_graph.md fixes, the stop rule, and rejection of malformed messages."""
 
 from __future__ import annotations
 

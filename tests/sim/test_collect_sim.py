@@ -27,18 +27,28 @@ def test_collect_one_lift_demo_as_libero_rlds(tmp_path, capsys):
     assert set(np.unique(ep["action"][:, 6]).tolist()) == {-1.0, 1.0}
     summary = json.loads((tmp_path / SUMMARY_FILE).read_text())
     assert summary["tasks"]["Lift"]["successes"] == 1 and summary["tasks"]["Lift"]["steps_kept"] == n
-    assert "kept 1/1 attempts" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "expert success" in out and "1/1 (100%)" in out and summary["tasks"]["Lift"]["mean_steps"] == n
 
 
 def test_collect_config_and_cli_errors(tmp_path, capsys):
-    with pytest.raises(ValueError, match="needs a robosuite stand-in"):
-        CollectConfig(env="libero:libero_object", episodes=1, out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="first_init_state applies to LIBERO"):
+        CollectConfig(env="robosuite:Lift", episodes=1, out_dir=str(tmp_path), first_init_state=3)
+    with pytest.raises(ValueError, match="task_ids must be distinct indices >= 0"):
+        CollectConfig(env="libero:libero_object", episodes=1, out_dir=str(tmp_path), task_ids=(1, 1))
+    libero = CollectConfig(env="libero:libero_object", episodes=1, out_dir=str(tmp_path), first_init_state=25)
+    assert libero.job("some_task", 2) == ("some_task", libero.seed + 2, 27)
+    assert libero.dataset_name == "sim_libero_object"
     with pytest.raises(ValueError, match="episodes must be positive"):
         CollectConfig(env="robosuite:Lift", episodes=0, out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="max_attempts \\(1\\) must be >= episodes \\(2\\)"):
         CollectConfig(env="robosuite:Lift", episodes=2, out_dir=str(tmp_path), max_attempts=1)
     cfg = CollectConfig(env="robosuite:Lift,Stack", episodes=3, out_dir=str(tmp_path))
-    assert cfg.tasks == ("Lift", "Stack") and cfg.attempts_per_task == 16 and cfg.dataset_name == "sim_lift_stack"
+    assert cfg.targets == ("Lift", "Stack") and cfg.attempts_per_task == 16 and cfg.dataset_name == "sim_lift_stack"
+    assert cfg.job("Stack", 4) == ("Stack", cfg.seed + 4, None)
+    with pytest.raises(SystemExit):
+        main(["--task", "robosuite:Lift", "--episodes", "1", "--out", str(tmp_path), "--task-ids", "0,x"])
+    assert "expected comma-separated integers, got '0,x'" in capsys.readouterr().err
     assert main(["--task", "robosuite:Door", "--episodes", "1", "--out", str(tmp_path)]) == 2
     assert "unknown robosuite target(s) ['Door']" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
@@ -65,15 +75,15 @@ def test_kept_episodes_are_the_first_successes_for_any_worker_count(monkeypatch,
     submitted = []
 
     def fake_episode(job):
-        task, seed = job
+        task, seed, _ = job
         submitted.append(seed)
         n = 3
         return ExpertEpisode(task, seed, "pick up the red cube", seed % 3 != 0,
                              {"primary": np.zeros((n, 4, 4, 3), np.uint8), "wrist": np.zeros((n, 4, 4, 3), np.uint8)},
                              np.zeros((n, 8), np.float32), np.zeros((n, 7), np.float32), 0)
 
-    monkeypatch.setattr(collect_sim, "_submitter",
-                        lambda cfg: contextlib.nullcontext(lambda job: _Done(fake_episode(job))))
+    monkeypatch.setattr(collect_sim, "_submitter", lambda cfg: contextlib.nullcontext(
+        ((("Lift", cfg.attempts_per_task),), lambda job: _Done(fake_episode(job)))))
     robot = load_robot_config("libero")
     kept = {}
     for workers in (1, 3):

@@ -33,7 +33,8 @@ OPENVLA = config_dir() / "memory" / "openvla_oft_7b_lora.yaml"
 
 
 def test_reproduces_openvla_oft_note():
-    """seeds/openvla_oft_memory.md §3.4: 15.63 + 1.59 + 6.35 = 23.57 GiB; §5.1: ~5.9 GiB per GPU with 4-GPU FSDP."""
+    """The OpenVLA-OFT 7B LoRA analysis (docs/training.md, memory planner): static 15.63 + 1.59 + 6.35 = 23.57 GiB;
+    ~5.9 GiB per GPU with 4-GPU FSDP."""
     budget = budget_from_spec(load_memory_spec(OPENVLA))
     assert budget.total_params == 8_393_794_510 and budget.trainable_params == 852_557_326
     assert [round(x / GIB, 2) for x in (budget.weight_bytes, budget.grad_bytes, budget.optimizer_bytes)] == [
@@ -91,7 +92,7 @@ def test_pi05_spec_totals():
     ae = budget_from_spec(load_memory_spec(config_dir() / "memory" / "pi05_ae.yaml"))
     vlm = budget_from_spec(load_memory_spec(config_dir() / "memory" / "pi05_vlm.yaml"))
     assert ae.total_params == 3_354_516_240 and vlm.total_params == 2_923_335_408
-    assert ae.static_bytes == 8 * ae.total_params  # the seed's recipe: bf16 weights, grads and AdamW states
+    assert ae.static_bytes == 8 * ae.total_params  # the original recipe: bf16 weights, grads and AdamW states
 
 
 def _stack(**kw) -> StackSpec:

@@ -63,6 +63,6 @@ def libero_prepared(libero_rlds, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def r1lite_prepared(r1lite_rlds, tmp_path_factory) -> dict:
-    """The same for the R1 Lite fixture (arm joint keys, threshold 0.001 as in the design seed)."""
+    """The same for the R1 Lite fixture (arm joint keys, threshold 0.001 as in the original recipe)."""
     keys = ("joint_position_arm_left", "joint_position_arm_right")
     return _prepare(r1lite_rlds, "r1lite", keys, 0.001, tmp_path_factory.mktemp("r1lite_prepared"))

@@ -3,12 +3,12 @@
 Model space is the same for every robot: a gripper value in [0, 1] with 0 = closed and 1 = open. Gripper dims are
 excluded from q99 normalisation (mask False), so this [0, 1] value is what the models see and predict.
 
-LIBERO (design seed §4): dataset action in [-1, +1] with -1 = open, +1 = close.
+LIBERO (docs/models.md, Gripper): dataset action in [-1, +1] with -1 = open, +1 = close.
   to model:     clip(x, 0, 1) then 1 - x          -> [0, 1], 0 = close, 1 = open
   to execution: 2x - 1, binarise with sign, negate -> {-1 (open), +1 (close)}; a tie (x == 0.5) closes, so the
-                robot never receives the ambiguous 0 the seed's plain np.sign would give.
+                robot never receives the ambiguous 0 a plain np.sign would give.
   LIBERO proprio holds finger joint positions (continuous, normalised like any joint): no gripper transform.
-R1 Lite (REFERENCE): stroke 0..100 mm, 0 = closed, 100 = open, for both feedback and command.
+R1 Lite (Galaxea SDK): stroke 0..100 mm, 0 = closed, 100 = open, for both feedback and command.
   to model: stroke / 100; to execution: clip(100 x, 0, 100).
 """
 

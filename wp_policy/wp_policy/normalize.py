@@ -1,11 +1,11 @@
 """Normalisation statistics and the q99 / z-score normaliser shared by training, the sim loop and the nodes.
 
-q99 (DESIGN §3):  y = clip(2 (x - q01) / (q99 - q01 + eps) - 1, -1, 1);  constant dims (q01 == q99) -> 0;
-                  inverse x = 0.5 (y + 1) (q99 - q01) + q01.
-z-score:          y = (x - mean) / (std + eps);  inverse x = y (std + eps) + mean.
-Dims whose mask is False (grippers) pass through both directions untouched.
+q99:      y = clip(2 (x - q01) / (q99 - q01 + eps) - 1, -1, 1);  constant dims (q01 == q99) -> 0;
+          inverse x = 0.5 (y + 1) (q99 - q01) + q01.
+z-score:  y = (x - mean) / (std + eps);  inverse x = y (std + eps) + mean.
+Dims whose mask is False (grippers) pass through both directions untouched (docs/models.md, Numerical contracts).
 
-Stats files use the seed's JSON layout ``{"action": {mean,std,min,max,q01,q99}, "proprio": {...},
+Stats files use the original recipe's JSON layout ``{"action": {mean,std,min,max,q01,q99}, "proprio": {...},
 "num_transitions", "num_trajectories"}``, either flat or nested under a dataset key; openpi's
 ``{"norm_stats": {"actions", "state"}}`` layout also loads. VLM and AE share one stats file.
 """

@@ -1,6 +1,6 @@
 """Tokenizers for the VLM planner: proprio bins, the waypoint token layout, and the full training sequence.
 
-Token layout (DESIGN §3) at the tail of the vocabulary, skipping the last ``skip`` (128) ids, for vocab V:
+Token layout (docs/models.md) at the tail of the vocabulary, skipping the last ``skip`` (128) ids, for vocab V:
   proprio bin b (0..255)  -> V - 1 - skip - b          (PaliGemma, V = 257152: 257023 .. 256768)
   duration d (0..33)      -> V - 1 - skip - 256 - d    (256767 .. 256734)
   <wp>                    -> the next id below           (256733)
@@ -176,7 +176,7 @@ def clean_instruction(text: str) -> str:
 
 
 class WaypointTokenizer:
-    """Builds and parses the planner's token sequences (DESIGN §3)."""
+    """Builds and parses the planner's token sequences (docs/models.md, "Sequence")."""
 
     def __init__(
         self,

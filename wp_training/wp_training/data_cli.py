@@ -6,7 +6,7 @@ Examples::
     wp-data extract-waypoints --rlds data/libero_object_no_noops/libero_object_no_noops/1.0.0 --robot libero \\
         --keys state --threshold 0.005 --out data/libero_object_wp --plot 0 1
 
-    # R1 Lite, as in the design seed: both arms' joint positions, threshold 0.001 rad
+    # R1 Lite, as in the original recipe: both arms' joint positions, threshold 0.001 rad
     wp-data extract-waypoints --rlds data/r1lite/1.0.0 --robot r1lite \\
         --keys joint_position_arm_left joint_position_arm_right --threshold 0.001 --out data/r1lite_wp
 
@@ -18,8 +18,9 @@ Examples::
     wp-data cache-features --config configs/train/waypoint_ae_libero.yaml --out data/libero_object_wp/vision_ae \
         --device cuda freeze=[vision]
 
-    # scripted-expert demonstrations on the robosuite stand-ins (wp_training.collect_sim)
+    # scripted-expert demonstrations on the robosuite stand-ins or real LIBERO (wp_training.collect_sim)
     wp-data collect-sim --task robosuite:Lift --episodes 50 --out data/sim_lift --workers 2
+    wp-data collect-sim --task libero:libero_object --task-ids 0,3 --episodes 20 --out data/sim_libero_object
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("overrides", nargs="*", metavar="key=value", help="training config overrides (dotted keys)")
     cf.set_defaults(func=_cache_features)
 
-    cs = sub.add_parser("collect-sim", help="scripted-expert demos on robosuite stand-ins -> LIBERO-layout RLDS",
+    cs = sub.add_parser("collect-sim", help="scripted-expert demos (stand-ins, real LIBERO) -> LIBERO-layout RLDS",
                         description=collect_sim.__doc__.split("\n")[0].replace("``", ""),
                         epilog=collect_sim.__doc__.split("Examples::")[1],
                         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,7 +1,7 @@
 """Process-group setup from the torchrun environment, per-rank seeding, DDP / FSDP wrapping and small collectives.
 
 One process per GPU (``torchrun --nproc_per_node N``); a plain ``python`` run is world size 1 with no process
-group. Backend ``auto`` picks nccl on GPU and gloo on CPU (the seed's GPU machine needed gloo: nccl gave "CUDA
+group. Backend ``auto`` picks nccl on GPU and gloo on CPU (the original recipe's machine needed gloo: nccl gave "CUDA
 illegal memory access" there, hence the override). FSDP is FSDP2 (``fully_shard``): the task's unit classes, or
 every element of every ``nn.ModuleList`` (the transformer layers), become shard units, then the root. A unit's
 weights are gathered by its forward hook, so a unit must be a module the model calls (not one whose children it

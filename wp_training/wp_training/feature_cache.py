@@ -1,4 +1,4 @@
-"""Frozen-vision feature cache (seeds/janusvln_training_speedup.md, scheme A): run SigLIP once, train from its output.
+"""Frozen-vision feature cache (docs/training.md, feature cache section): run SigLIP once, train from its output.
 
 When the vision tower is frozen its output for a given image never changes, yet every training step decodes,
 resizes and re-encodes the same frames. ``wp-data cache-features`` runs the tower once over every frame the

@@ -1,6 +1,7 @@
 """GPU memory planner: will a training config fit, with DDP or FSDP, and at what per-GPU batch?
 
-Per GPU it adds up (arithmetic of seeds/openvla_oft_memory.md, extended with activations):
+Per GPU it adds up (the OpenVLA-OFT memory arithmetic reproduced in docs/training.md, memory planner section,
+extended with activations):
 
 * weights: every parameter at its storage dtype;
 * gradients: trainable parameters only, at the parameter dtype;

@@ -8,7 +8,9 @@ Behaviour is a phase sequence (approach above the object, descend, close, lift; 
 cube, lower, release, retreat). Each phase servos the end effector to a target with a saturated P controller, a
 top-down orientation whose yaw follows the cube (cubes are 90-degree symmetric), and a first-order low-pass filter
 so commands stay smooth across phase switches. Diversity comes from :class:`ExpertParams`, sampled per episode from
-a seeded generator (gains, speeds, heights, grasp offsets, timing), plus small per-step action noise.
+a seeded generator (gains, speeds, heights, grasp offsets, timing), plus small per-step action noise. Real LIBERO
+pick-and-place tasks reuse this machinery with goals read from the scene (:mod:`wp_training.libero_expert`);
+:func:`run_expert_episode` picks the expert that fits the env.
 
 Example::
 
@@ -28,10 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wp_policy.sim.base import SimEnv
 from wp_policy.sim.conventions import EEF_POS_KEY, EEF_QUAT_KEY, GRIPPER_CLOSE, GRIPPER_OPEN, WAIT_ACTION
+from wp_policy.sim.libero_env import LiberoEnv
 from wp_policy.sim.protocol import NUM_WAIT_STEPS
-from wp_policy.sim.robosuite_env import RobosuiteEnv
+from wp_policy.sim.rollout import EpisodeSpec, reset_episode
 
+DEMO_SEED = 100_000  # first expert seed of demo collection: far from the small seeds evaluations use
 POS_SCALE = 0.05  # metres per unit action (robosuite OSC_POSE output_max)
 ROT_SCALE = 0.5  # radians per unit action
 MAX_ROT_ACTION = 0.5  # cap on each rotation action dim: at most 0.25 rad of wrist turn per step
@@ -66,10 +71,12 @@ class ExpertParams:
             raise ValueError(f"noise must be >= 0 and close_steps >= 1, got {self.noise}, {self.close_steps}")
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> ExpertParams:
+    def sample(cls, rng: np.random.Generator, gain: tuple[float, float] = (0.5, 0.9),
+               max_speed: tuple[float, float] = (0.45, 0.8)) -> ExpertParams:
+        """One draw; ``gain`` and ``max_speed`` are (low, high) ranges (LIBERO's controller lags more: faster)."""
         return cls(
-            gain=float(rng.uniform(0.5, 0.9)),
-            max_speed=float(rng.uniform(0.45, 0.8)),
+            gain=float(rng.uniform(*gain)),
+            max_speed=float(rng.uniform(*max_speed)),
             rot_gain=float(rng.uniform(0.4, 0.7)),
             smoothing=float(rng.uniform(0.2, 0.5)),
             noise=float(rng.uniform(0.0, 0.04)),
@@ -120,11 +127,19 @@ class ScriptedExpert:
     def phase(self) -> str:
         return self._phases[self.phase_index][0]
 
+    def observe(self, env) -> Mapping[str, np.ndarray]:
+        """The ground truth this expert acts on, read from the env after each step."""
+        return env.privileged_state()
+
+    def lost_grip(self, priv: Mapping[str, np.ndarray]) -> bool:
+        """Whether the object that should be in the hand is not (then the expert grasps again)."""
+        cube = self.held_cube()
+        return cube is not None and np.linalg.norm(priv[f"{cube}_pos"] - priv[EEF_POS_KEY]) > HOLD_RADIUS
+
     def act(self, priv: Mapping[str, np.ndarray]) -> np.ndarray:
         """One float32 [7] action from the current ground-truth poses."""
-        cube = self.held_cube()
-        if cube is not None and np.linalg.norm(priv[f"{cube}_pos"] - priv[EEF_POS_KEY]) > HOLD_RADIUS:
-            self.phase_index, self.steps_in_phase = 0, 0  # the cube slipped or was missed: grasp again
+        if self.lost_grip(priv):
+            self.phase_index, self.steps_in_phase = 0, 0  # the object slipped or was missed: grasp again
             self.regrasps += 1
         command = self._phases[self.phase_index][1](priv)
         while command.finished and self.phase_index < len(self._phases) - 1:
@@ -290,6 +305,15 @@ def make_expert(task: str, rng: np.random.Generator, params: ExpertParams | None
     return cls(params if params is not None else ExpertParams.sample(rng), rng)
 
 
+def expert_for(env: SimEnv, task: str, rng: np.random.Generator) -> ScriptedExpert:
+    """The expert for ``task`` in a freshly reset ``env``: real LIBERO tasks read their goal from the scene."""
+    if isinstance(env, LiberoEnv):
+        from wp_training.libero_expert import make_libero_expert  # imports this module
+
+        return make_libero_expert(env, rng)
+    return make_expert(task, rng)
+
+
 @dataclass
 class ExpertEpisode:
     """One expert rollout as recorded: the observation before each action and the action itself.
@@ -305,19 +329,22 @@ class ExpertEpisode:
     states: np.ndarray
     actions: np.ndarray
     regrasps: int
+    init_state: int | None = None  # row of the task's fixed init states the episode started from (real LIBERO)
 
     @property
     def num_steps(self) -> int:
         return len(self.actions)
 
 
-def run_expert_episode(env: RobosuiteEnv, task: str, seed: int, max_steps: int | None = None,
-                       post_success_steps: int = 0) -> ExpertEpisode:
-    """Reset ``task`` with ``seed``, wait like the evaluation protocol, then let the expert act until success.
+def run_expert_episode(env: SimEnv, task: str, seed: int, max_steps: int | None = None,
+                       post_success_steps: int = 0, init_state: int | None = None) -> ExpertEpisode:
+    """Reset ``task``, wait like the evaluation protocol, then let the expert act until success.
 
-    The NUM_WAIT_STEPS settling steps are not recorded, so the first recorded frame looks like the first frame a
-    policy sees under the evaluation protocol. The expert's variation is drawn from a generator seeded by ``seed``:
-    the whole episode is a function of (task, seed).
+    The reset is the evaluation's (:func:`wp_policy.sim.rollout.reset_episode`): from row ``init_state`` of the
+    task's fixed init states (real LIBERO; the env keeps its own seed), else with ``seed`` (the stand-ins). The
+    NUM_WAIT_STEPS settling steps are not recorded, so the first recorded frame looks like the first frame a policy
+    sees under the evaluation protocol. The expert's variation is drawn from a generator seeded by ``seed``: the
+    whole episode is a function of (task, seed, init_state).
 
     ``post_success_steps``: keep acting (and recording) this many steps after the first successful one. Demos that
     end on the very frame success is reached teach a planner to put its stop waypoint exactly on the success line,
@@ -325,14 +352,15 @@ def run_expert_episode(env: RobosuiteEnv, task: str, seed: int, max_steps: int |
     """
     if post_success_steps < 0:
         raise ValueError(f"post_success_steps must be >= 0, got {post_success_steps}")
-    obs = env.reset(task, seed=seed)
+    spec = EpisodeSpec(task, trial=0, seed=None if init_state is not None else seed, init_state=init_state)
+    obs = reset_episode(env, spec)
     for _ in range(NUM_WAIT_STEPS):
         obs = env.step(WAIT_ACTION).obs
-    expert = make_expert(task, np.random.default_rng(seed))
+    expert = expert_for(env, task, np.random.default_rng(seed))
     frames: dict[str, list[np.ndarray]] = {view: [] for view in obs.images}
     states, actions, success, extra = [], [], False, 0
     for _ in range(max_steps if max_steps is not None else env.task(task).max_steps):
-        action = expert.act(env.privileged_state())
+        action = expert.act(expert.observe(env))
         for view, image in obs.images.items():
             frames[view].append(image)
         states.append(obs.state)
@@ -348,7 +376,7 @@ def run_expert_episode(env: RobosuiteEnv, task: str, seed: int, max_steps: int |
         task=task, seed=seed, instruction=obs.instruction, success=success,
         images={view: np.stack(f) for view, f in frames.items() if f},
         states=np.stack(states).astype(np.float32), actions=np.stack(actions).astype(np.float32),
-        regrasps=expert.regrasps,
+        regrasps=expert.regrasps, init_state=init_state,
     )
 
 

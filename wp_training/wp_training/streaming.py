@@ -3,7 +3,7 @@
 Every DataLoader worker on every rank reads its own contiguous range of episodes (shard ``rank * workers +
 worker`` of ``world * workers``), split into chunks of ``episode_chunk`` episodes that are visited in a seeded
 random order each epoch. Samples pass through a shuffle buffer that starts yielding once ``shuffle_warmup``
-samples are in (design seed §12: waiting for a full 5000-sample buffer made the first batch take ~6 minutes) and
+samples are in (the original recipe waited for a full 5000-sample buffer and took ~6 minutes to its first batch) and
 keeps growing towards ``shuffle_buffer`` by yielding one sample per two it takes in until it is full.
 
 Every random choice comes from ``numpy.random.default_rng([seed, shard, epoch])``, so a run is reproducible for a

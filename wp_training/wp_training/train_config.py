@@ -4,7 +4,7 @@ The trainer is generic; everything mode-specific lives in the ``model:`` and ``d
 mode's :class:`~wp_training.train_task.TrainTask` parses into its own dataclasses. Sizes are per GPU: the global
 batch is ``batch_size x world_size x grad_accum`` and is checked against ``min_global_batch`` once the world size
 is known (:func:`check_global_batch`), because too small a global batch silently fails to converge
-(seeds/openvla_oft_memory.md asks for >= 16; the Pi0.5 recipe used 64).
+(the OpenVLA-OFT memory analysis in docs/training.md asks for >= 16; the Pi0.5 recipe used 64).
 
 Relative paths in a config resolve against the current directory, except ``memory.spec`` which names a file
 under the project's ``configs/`` directory (``memory/pi05_ae.yaml``).
@@ -32,7 +32,7 @@ def _finite(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW + linear warmup + cosine decay (openpi's Pi0.5 defaults, peak LR from the seed config)."""
+    """AdamW + linear warmup + cosine decay (openpi's Pi0.5 defaults, peak LR from the original recipe)."""
 
     peak_lr: float = 5.0e-5
     end_lr: float = 2.5e-6  # cosine floor reached at num_steps
@@ -96,7 +96,7 @@ class LogSettings:
 
 @dataclass(frozen=True)
 class DistSettings:
-    """``backend: auto`` is nccl on GPU and gloo on CPU; the seed's machine needed gloo on GPU too (nccl crashed)."""
+    """``backend: auto`` is nccl on GPU and gloo on CPU; the original recipe needed gloo on GPU too (nccl crashed)."""
 
     strategy: Literal["ddp", "fsdp"] = "ddp"
     backend: Literal["auto", "nccl", "gloo"] = "auto"
@@ -142,7 +142,7 @@ class TrainConfig:
     min_global_batch: int = 1
     seed: int = 0
     # fp32: no autocast. bf16_mixed: bf16 autocast, fp32 master weights/grads/AdamW (16 B per trainable param).
-    # bf16: weights, grads and AdamW states in bf16 under bf16 autocast (8 B per param; the seed's/openpi's recipe).
+    # bf16: weights, grads and AdamW states in bf16 under bf16 autocast (8 B per param; original recipe, openpi).
     precision: Literal["fp32", "bf16_mixed", "bf16"] = "bf16_mixed"
     frozen_dtype: Literal["float32", "bfloat16"] = "float32"  # frozen weights' storage (bfloat16: bf16_mixed only)
     gradient_checkpointing: bool = False

@@ -10,7 +10,7 @@ epoch, so all steps are seen across epochs. Targets are the next ``M = tokenizer
 **Episode end.** When the last waypoint ``K - 1`` is reached before M targets, one more target follows it: the
 *stop waypoint* ``(proprio[K - 1], d = 0)``, and the sequence ends there ("|" EOS). The stop waypoint is a normal
 CE target (its proprio bins and its d = 0 token), so the planner learns to say "done" exactly where
-demonstrations end, and the runtime stops on any d = 0 (DESIGN §4). Observing the last frame itself gives a
+demonstrations end, and the runtime stops on any d = 0 (docs/ros_graph.md). Observing the last frame itself gives a
 single-target sample: just the stop. Durations above the token layout's maximum (33) are clipped to it (only
 possible when extraction ran without ``max_segment``); the first clip in a worker is logged.
 

@@ -1,6 +1,6 @@
 """AWE-style waypoint selection (Shi et al. 2023): few frames whose straight-line reconstruction stays in tolerance.
 
-Definitions (REFERENCE.md "Waypoint extraction"), for one trajectory ``x [N, D]`` (the selected state dims):
+Definitions (docs/training-data.md, "Waypoint extraction"), for one trajectory ``x [N, D]`` (the selected state dims):
 
 - A selection is an increasing index list ``0 = w_0 < w_1 < ... < w_m = N - 1``. Frame 0 is the start anchor and
   is always kept (the first AE pair and the first VLM sample start there); the last frame is forced.

@@ -1,8 +1,8 @@
-"""WaypointActionExpert: fills the action chunk between two waypoints by flow matching (DESIGN §3).
+"""WaypointActionExpert: fills the action chunk between two waypoints by flow matching (docs/models.md).
 
 Prefix (PaliGemma): image tokens of every view + the prompt tokens, bidirectional (ar 0).
 Suffix (expert): ``[start, end, a_1 .. a_T]`` where start/end go through one shared ``proprio_encoder`` and the noisy
-actions through ``action_in_proj``; every suffix token starts a causal block (ar 1), which gives the DESIGN table:
+actions through ``action_in_proj``; every suffix token starts a causal block (ar 1), which gives the attention pattern:
 prefix sees prefix; start sees prefix + start; end sees prefix + start + end; a_i sees all of those and a_<=i.
 Condition ``c = silu(time_mlp_out(silu(time_mlp_in(cat(time_emb, dur_emb)))))`` drives every AdaRMSNorm of the
 expert (the outer silu is Pi0.5's, which the pretrained ``time_mlp_out`` and norm weights expect).
@@ -91,7 +91,7 @@ class WaypointActionExpert(nn.Module):
 
     # ---- inputs -------------------------------------------------------------------------------------------------
     def check_batch(self, batch: Mapping, training: bool) -> int:
-        """Validate the AE batch (DESIGN batch contract); returns the batch size."""
+        """Validate the AE batch (the contract in ``wp_policy.batch``); returns the batch size."""
         cfg = self.config
         require(batch, OBS_KEYS + COND_KEYS + (TRAIN_KEYS if training else ()))
         n = check_images(batch[B.IMAGES], batch[B.IMAGE_MASKS], cfg.image_keys, cfg.vision.image_size)

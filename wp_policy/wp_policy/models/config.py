@@ -5,8 +5,8 @@ A config is everything needed to rebuild a model graph: it is saved as YAML next
 loads without knowing which preset produced it. Presets are plain functions returning configs; any field can be
 overridden by keyword (``ae_config("pi05", image_keys=("base_0_rgb", "left_wrist_0_rgb"))``).
 
-Sizes of ``pi05`` (REFERENCE.md): SigLIP So400m/14 at 224 (27 layers, width 1152, 256 tokens per view),
-Gemma 2B (width 2048, depth 18, mlp 16384, 8 heads, 1 KV head, head_dim 256), Gemma 300M expert
+Sizes of ``pi05`` (openpi's pi05_base; docs/models.md): SigLIP So400m/14 at 224 (27 layers, width 1152, 256 tokens
+per view), Gemma 2B (width 2048, depth 18, mlp 16384, 8 heads, 1 KV head, head_dim 256), Gemma 300M expert
 (width 1024, same depth/heads), vocab 257152, bfloat16.
 """
 

@@ -1,4 +1,4 @@
-"""WaypointVLM: the PaliGemma planner (transformers ``PaliGemmaForConditionalGeneration``) of DESIGN §1/§3.
+"""WaypointVLM: the PaliGemma planner (transformers ``PaliGemmaForConditionalGeneration``); docs/models.md.
 
 Sequence: ``[image tokens of every view] [prompt + waypoint tokens]``. Prefix-LM masking comes from transformers'
 ``token_type_ids`` (0 = bidirectional prefix: images and the ar-0 prompt; 1 = causal postfix: "Action: ", the

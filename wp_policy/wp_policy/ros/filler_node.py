@@ -78,7 +78,7 @@ from wp_policy.safety import SafetyDecision, SafetyFilter
 
 PARAMS = {
     **policy_params.COMMON,
-    "replan_mode": ("after_last", "after_last: plan when the last pair has run (the seed); lookahead: fill ahead "
+    "replan_mode": ("after_last", "after_last: plan when the last pair has run (the original loop); lookahead: fill ahead "
                                   "and ask for the next plan plan_lead_s early"),
     "pairs_per_plan": (0, "run the first N pairs of each plan, then ask for a new one (0: all pairs)"),
     "clock_mode": ("wall", "wall: a command per control tick from a timer; lockstep: one command per observation "

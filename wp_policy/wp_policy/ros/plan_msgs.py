@@ -1,4 +1,4 @@
-"""Plans on the wire (DESIGN §4): :class:`Plan` <-> ``trajectory_msgs/JointTrajectory``, and the operator stop.
+"""Plans on the wire (docs/ros_graph.md): :class:`Plan` <-> ``trajectory_msgs/JointTrajectory``, and the operator stop.
 
 /wp/waypoints carries waypoints in physical units with the proprio joint names; ``points[i].time_from_start`` is
 (d_1 + .. + d_i) x control period and ``header.stamp`` the stamp of the observation the plan was made from.

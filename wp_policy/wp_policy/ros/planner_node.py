@@ -1,6 +1,6 @@
 """Planner node: VLM waypoint plans from observation sets, published on /wp/waypoints.
 
-Triggers (DESIGN §4):
+Triggers (docs/ros_graph.md, Planner):
 - ``/wp/replan`` (std_msgs/Header from the filler): plan from the observation set whose stamp the header names; with
   sim time (lock-step replay or simulation) exactly that set, waiting for it if it has not arrived (or the first
   newer one if it was missed), so runs are reproducible; with the wall clock the newest set at least that new;

@@ -1,4 +1,4 @@
-"""Policy topic names (DESIGN §4) and the QoS each one uses, in one table shared by every node and tool.
+"""Policy topic names (docs/ros_graph.md) and the QoS each one uses, in one table shared by every node and tool.
 
 Robot-side topics (cameras, feedback, commands) come from the robot config; only ``/wp/*`` names live here.
 """

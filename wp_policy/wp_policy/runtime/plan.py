@@ -41,7 +41,7 @@ class Plan:
 
     @property
     def is_stop(self) -> bool:
-        """An operator stop or a model-predicted stop as the very first waypoint (DESIGN §4)."""
+        """An operator stop or a model-predicted stop as the very first waypoint (docs/ros_graph.md, Operator stop)."""
         return not self.waypoints or self.waypoints[0].duration == 0
 
     def times_from_start(self, control_period: float) -> list[float]:

@@ -16,8 +16,8 @@ that has it next in the queue (or due within ``fill_lead_ticks``) behind a runni
 (the direct loop, lock-step simulation) therefore gets the same actions on every run.
 
 Replan modes:
-- ``after_last`` (the seed): ask for a plan once the last pair of the current plan has run (:attr:`needs_plan`); a
-  new plan replaces whatever is left.
+- ``after_last`` (the original loop): ask for a plan once the last pair of the current plan has run
+  (:attr:`needs_plan`); a new plan replaces whatever is left.
 - ``lookahead``: fill the next pair while the current one runs (and any later pair due to start within
   ``fill_lead_ticks``, so short pairs do not outrun the AE), and ask for the next plan early
   (:attr:`wants_early_plan`): when the last pair starts, or sooner once at most ``lead_ticks`` actions are queued,
@@ -26,7 +26,7 @@ Replan modes:
   waypoints are due ``d_1 + .. + d_i`` ticks after the observation it was planned from, so waypoints due before the
   queue ends are dropped and the first kept one is reached from the queue's last waypoint in the ticks that remain.
 
-``pairs_per_plan`` (both modes; 0 = all, the seed) runs only the first N pairs of each plan and replans from the
+``pairs_per_plan`` (both modes; 0 = all, the original) runs only the first N pairs of each plan and replans from the
 observation after them, like openpi's ``replan_steps`` for action chunks: the planner re-localises the object as
 the arm closes in instead of committing to waypoints read off one distant view. A stop (d = 0) among the first N
 waypoints stops as usual; one further out is dropped with the rest, and the next plan decides again.

@@ -149,15 +149,20 @@ class LiberoEnv(SimEnv):
 
     Building a task's scene takes seconds (and each reset rebuilds it: LIBERO's ``hard_reset``, kept for fidelity);
     run a suite task by task, as ``wp-eval`` and the bridge do, so each scene is built once.
+
+    ``render=False`` builds LIBERO's base ``ControlEnv`` without cameras or a GL context (images is then empty):
+    the same physics at a fraction of the cost, for scripted experts measured on states alone.
     """
 
-    def __init__(self, suite: str, image_size: int = RENDER_SIZE, seed: int = EVAL_SEED, config_file=None):
+    def __init__(self, suite: str, image_size: int = RENDER_SIZE, seed: int = EVAL_SEED, config_file=None,
+                 render: bool = True):
         self.max_steps = max_steps_for_suite(suite)
         if image_size <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
         self.suite_name = suite
         self.image_size = image_size
         self.seed = seed
+        self.render = render
         benchmark, self._env_cls, self.paths = require_libero(config_file)
         self._suite = benchmark.get_benchmark_dict()[suite]()
         suite_tasks = [self._suite.get_task(i) for i in range(self._suite.get_num_tasks())]
@@ -205,6 +210,14 @@ class LiberoEnv(SimEnv):
             raise RuntimeError("call reset() before last_raw_obs")
         return self._raw
 
+    @property
+    def scene(self):
+        """LIBERO's env of the current task (``.env`` is the BDDL task env: ``sim``, ``parsed_problem``,
+        ``obj_body_id``, ``object_sites_dict``): ground truth for scripted experts, never a policy input."""
+        if self._env is None:
+            raise RuntimeError("call reset() before scene")
+        return self._env
+
     def flat_state(self) -> np.ndarray:
         """The current flat MuJoCo state [1 + nq + nv], the format of the suite's init states."""
         if self._env is None:
@@ -223,12 +236,18 @@ class LiberoEnv(SimEnv):
     def _scene(self, name: str):
         if self._env_task != name:
             self.close()
-            check_render_process()
             bddl, _ = self.task_files(name)
+            if self.render:
+                check_render_process()
+                env_cls, camera_kwargs = self._env_cls, {}
+            else:
+                from libero.libero.envs.env_wrapper import ControlEnv  # OffScreenRenderEnv minus the GL context
+
+                env_cls, camera_kwargs = ControlEnv, {"use_camera_obs": False, "has_offscreen_renderer": False}
             try:
-                self._env = self._env_cls(
+                self._env = env_cls(
                     bddl_file_name=str(bddl), camera_names=list(CAMERAS.values()), camera_heights=self.image_size,
-                    camera_widths=self.image_size, horizon=_HORIZON, ignore_done=True,
+                    camera_widths=self.image_size, horizon=_HORIZON, ignore_done=True, **camera_kwargs,
                 )
             except Exception as exc:
                 raise SimUnavailableError(f"could not build LIBERO task {name!r} from {bddl}: "

@@ -1,9 +1,9 @@
 """The LIBERO evaluation protocol as constants and pure helpers (no simulator needed).
 
-Sources: REFERENCE.md "LIBERO conventions" and the design seed §9/§12 (the protocol openpi/OpenVLA report numbers
-with): 50 trials per task with the suite's fixed init states, seed 7, the first 10 steps send the wait action so
-objects settle, a per-suite step budget on top of those wait steps, success = the env's ``done``, one 10 FPS MP4 per
-episode named ``rollout_{task}_t{trial}_{success|failure}.mp4``.
+Sources: LIBERO's own evaluation scripts and openpi's LIBERO example (the protocol openpi/OpenVLA report numbers
+with; written out in docs/simulation.md): 50 trials per task with the suite's fixed init states, seed 7, the first 10
+steps send the wait action so objects settle, a per-suite step budget on top of those wait steps, success = the env's
+``done``, one 10 FPS MP4 per episode named ``rollout_{task}_t{trial}_{success|failure}.mp4``.
 """
 
 from __future__ import annotations
