@@ -19,6 +19,7 @@
 #   WORK=/tmp/wp_demo       work directory (datasets, runs, logs, stage markers and timings)
 #   EPISODES=500            successful scripted Lift demonstrations to collect
 #   POST_SUCCESS_STEPS=12   expert steps recorded past success (so the planner's stop lands above the success line)
+#   MISSED_GRASP_FRACTION=0 share of demos recorded from a missed grasp (recovery demos: open, approach again, grasp)
 #   IMAGE_SIZE=128          camera render size of the demos and of the eval (models resize to 96 px VLM, 64 px AE)
 #   COLLECT_WORKERS=2       rendering processes for collect-sim
 #   EVAL_EPISODES=50        seeded Lift episodes for the eval stage (test seeds 7..56)
@@ -38,7 +39,7 @@
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
@@ -48,6 +49,7 @@ PY="${PY:-$ROOT/.venv/bin/python}"
 WORK="${WORK:-/tmp/wp_demo}"
 EPISODES="${EPISODES:-500}"
 POST_SUCCESS_STEPS="${POST_SUCCESS_STEPS:-12}"
+MISSED_GRASP_FRACTION="${MISSED_GRASP_FRACTION:-0}"
 IMAGE_SIZE="${IMAGE_SIZE:-128}"
 COLLECT_WORKERS="${COLLECT_WORKERS:-2}"
 EVAL_EPISODES="${EVAL_EPISODES:-50}"
@@ -86,7 +88,8 @@ mkdir -p "$WORK" "$DONE"
 
 settings() {  # settings NAME: what a stage's outputs depend on, recorded in its marker
     case "$1" in
-        collect) echo "episodes=$EPISODES image_size=$IMAGE_SIZE post_success_steps=$POST_SUCCESS_STEPS" ;;
+        collect) echo "episodes=$EPISODES image_size=$IMAGE_SIZE post_success_steps=$POST_SUCCESS_STEPS$(
+            [[ "$MISSED_GRASP_FRACTION" == 0 ]] || echo " missed_grasp_fraction=$MISSED_GRASP_FRACTION")" ;;
         ae) echo "augment=$AUGMENT args=$AE_ARGS" ;;
         vlm) echo "augment=$AUGMENT proprio_tokens=$PROPRIO_TOKENS args=$VLM_ARGS" ;;
         vlm_refine) echo "steps=$REFINE_STEPS augment=$AUGMENT proprio_tokens=$PROPRIO_TOKENS args=$VLM_ARGS" ;;
@@ -124,7 +127,7 @@ run_stage() {  # run_stage NAME: skip it when its marker says done; else time, l
 stage_collect() {
     "$PY" -m wp_training.data_cli collect-sim --task robosuite:Lift --episodes "$EPISODES" --out "$DEMOS" \
         --image-size "$IMAGE_SIZE" --seed 100000 --workers "$COLLECT_WORKERS" --overwrite \
-        --post-success-steps "$POST_SUCCESS_STEPS"
+        --post-success-steps "$POST_SUCCESS_STEPS" --missed-grasp-fraction "$MISSED_GRASP_FRACTION"
 }
 
 stage_waypoints() {

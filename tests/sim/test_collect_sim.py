@@ -37,7 +37,7 @@ def test_collect_config_and_cli_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="task_ids must be distinct indices >= 0"):
         CollectConfig(env="libero:libero_object", episodes=1, out_dir=str(tmp_path), task_ids=(1, 1))
     libero = CollectConfig(env="libero:libero_object", episodes=1, out_dir=str(tmp_path), first_init_state=25)
-    assert libero.job("some_task", 2) == ("some_task", libero.seed + 2, 27)
+    assert libero.job("some_task", 2) == ("some_task", libero.seed + 2, 27, False)
     assert libero.dataset_name == "sim_libero_object"
     with pytest.raises(ValueError, match="episodes must be positive"):
         CollectConfig(env="robosuite:Lift", episodes=0, out_dir=str(tmp_path))
@@ -45,7 +45,16 @@ def test_collect_config_and_cli_errors(tmp_path, capsys):
         CollectConfig(env="robosuite:Lift", episodes=2, out_dir=str(tmp_path), max_attempts=1)
     cfg = CollectConfig(env="robosuite:Lift,Stack", episodes=3, out_dir=str(tmp_path))
     assert cfg.targets == ("Lift", "Stack") and cfg.attempts_per_task == 16 and cfg.dataset_name == "sim_lift_stack"
-    assert cfg.job("Stack", 4) == ("Stack", cfg.seed + 4, None)
+    assert cfg.job("Stack", 4) == ("Stack", cfg.seed + 4, None, False)
+    with pytest.raises(ValueError, match="missed_grasp_fraction must be in \\[0, 1\\]"):
+        CollectConfig(env="robosuite:Lift", episodes=1, out_dir=str(tmp_path), missed_grasp_fraction=1.5)
+    with pytest.raises(ValueError, match="missed-grasp starts exist for the stand-in"):
+        CollectConfig(env="libero:libero_object", episodes=1, out_dir=str(tmp_path), missed_grasp_fraction=0.3)
+    mixed = CollectConfig(env="robosuite:Lift", episodes=100, out_dir=str(tmp_path), missed_grasp_fraction=0.3)
+    starts = [mixed.job("Lift", i)[3] for i in range(200)]
+    assert 40 <= sum(starts) <= 80 and starts == [mixed.job("Lift", i)[3] for i in range(200)]  # ~30 %, seeded
+    assert all(CollectConfig(env="robosuite:Lift", episodes=1, out_dir=str(tmp_path),
+                             missed_grasp_fraction=1.0).job("Lift", i)[3] for i in range(20))
     with pytest.raises(SystemExit):
         main(["--task", "robosuite:Lift", "--episodes", "1", "--out", str(tmp_path), "--task-ids", "0,x"])
     assert "expected comma-separated integers, got '0,x'" in capsys.readouterr().err
@@ -75,7 +84,7 @@ def test_kept_episodes_are_the_first_successes_for_any_worker_count(monkeypatch,
     submitted = []
 
     def fake_episode(job):
-        task, seed, _ = job
+        task, seed, _, _ = job
         submitted.append(seed)
         n = 3
         return ExpertEpisode(task, seed, "pick up the red cube", seed % 3 != 0,

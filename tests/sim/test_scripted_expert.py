@@ -13,6 +13,7 @@ from wp_training.scripted_expert import (
     _rot_z,
     _wrap_quarter,
     make_expert,
+    missed_grasp_params,
     run_expert_episode,
 )
 
@@ -107,3 +108,36 @@ def test_a_dropped_cube_sends_the_expert_back_to_grasp():
     priv["cube_pos"] = np.array([0.1, 0.0, 0.82])  # the cube stayed behind
     action = expert.act(priv)
     assert expert.phase == "approach" and expert.regrasps == 1 and action[6] == -1.0
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_a_missed_grasp_start_records_the_recovery(state_env):
+    """The recording starts with an empty closed hand away from the cube; the demo opens, grasps again and lifts."""
+    clean = run_expert_episode(state_env, "Lift", seed=2)
+    kept = []
+    for seed in range(2, 6):
+        ep = run_expert_episode(state_env, "Lift", seed=seed, missed_grasp=True)
+        assert ep.missed_grasp
+        if ep.num_steps:
+            kept.append(ep)
+    assert kept, "every missed-grasp attempt caught the cube"
+    for ep in kept:
+        assert ep.success
+        _check_actions(ep)
+        fingers_closed = ep.states[0, 6] - ep.states[0, 7] < 0.5 * (clean.states[0, 6] - clean.states[0, 7])
+        assert fingers_closed  # the first recorded frame: the hand already shut
+        assert not np.allclose(ep.states[0, :3], clean.states[0, :3], atol=0.02)  # and not at the start pose
+        assert np.nonzero(ep.actions[:, 6] == 1.0)[0][0] > 0  # it opens before it closes again
+    again = run_expert_episode(state_env, "Lift", seed=kept[0].seed, missed_grasp=True)
+    np.testing.assert_array_equal(again.actions, kept[0].actions)  # seeded like every demo
+
+
+def test_missed_grasp_params_put_the_fingers_where_they_cannot_hold():
+    base = ExpertParams.sample(np.random.default_rng(0))
+    for seed in range(50):
+        miss = missed_grasp_params(base, np.random.default_rng(seed))
+        above = miss.grasp_dz - base.grasp_dz
+        beside = math.hypot(*miss.grasp_xy)
+        assert (0.03 <= above <= 0.07 and beside <= 0.015) or (above == 0.0 and 0.035 <= beside <= 0.05)
+        assert (miss.gain, miss.noise, miss.close_steps) == (base.gain, base.noise, base.close_steps)

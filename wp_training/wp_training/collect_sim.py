@@ -31,6 +31,7 @@ from multiprocessing.pool import AsyncResult
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from wp_policy.robot_config import RobotConfig, load_robot_config
@@ -58,6 +59,7 @@ class CollectConfig:
     post_success_steps: int = 0  # expert steps recorded past the first successful one (a margin for the stop)
     task_ids: tuple[int, ...] = ()  # positions in the env's task list to collect; () = all
     first_init_state: int = 0  # LIBERO: attempt i starts from init state first_init_state + i
+    missed_grasp_fraction: float = 0.0  # stand-ins: share of attempts recorded from a missed grasp (recovery demos)
     backend: str = field(init=False)
     targets: tuple[str, ...] = field(init=False)  # stand-in tasks, or the LIBERO suite
 
@@ -74,6 +76,10 @@ class CollectConfig:
         if backend != "libero" and self.first_init_state:
             raise ValueError("first_init_state applies to LIBERO suites (fixed init states) only; the stand-ins "
                              "reset with --seed")
+        if not 0.0 <= self.missed_grasp_fraction <= 1.0:
+            raise ValueError(f"missed_grasp_fraction must be in [0, 1], got {self.missed_grasp_fraction}")
+        if backend == "libero" and self.missed_grasp_fraction:
+            raise ValueError("missed-grasp starts exist for the stand-in tasks' experts only, not for LIBERO suites")
         if self.episodes <= 0:
             raise ValueError(f"episodes must be positive, got {self.episodes}")
         if self.workers < 1:
@@ -117,10 +123,16 @@ class CollectConfig:
             plan.append((name, attempts))
         return tuple(plan)
 
-    def job(self, task: str, attempt: int) -> tuple[str, int, int | None]:
-        """(task, expert seed, init-state row or None) of attempt ``attempt``."""
+    def job(self, task: str, attempt: int) -> tuple[str, int, int | None, bool]:
+        """(task, expert seed, init-state row or None, missed-grasp start) of attempt ``attempt``.
+
+        Whether an attempt starts from a missed grasp is drawn from its own seed, so it does not depend on workers.
+        """
+        seed = self.seed + attempt
         init_state = self.first_init_state + attempt if self.backend == "libero" else None
-        return task, self.seed + attempt, init_state
+        draw = np.random.default_rng([seed, 2]).random()
+        missed = bool(self.missed_grasp_fraction and draw < self.missed_grasp_fraction)
+        return task, seed, init_state, missed
 
 
 @dataclass
@@ -129,6 +141,7 @@ class TaskTally:
     successes: int = 0
     steps_kept: int = 0
     regrasps: int = 0
+    missed_grasp_starts: int = 0  # kept episodes recorded from a missed grasp
     failed: list[str] = field(default_factory=list)  # file_path-style names of the failed attempts
 
     @property
@@ -147,9 +160,10 @@ def _init_worker(env_config: SimEnvConfig, post_success_steps: int) -> None:
     _POST_SUCCESS_STEPS = post_success_steps
 
 
-def _attempt(job: tuple[str, int, int | None]) -> ExpertEpisode:
-    task, seed, init_state = job
-    return run_expert_episode(_WORKER_ENV, task, seed, post_success_steps=_POST_SUCCESS_STEPS, init_state=init_state)
+def _attempt(job: tuple[str, int, int | None, bool]) -> ExpertEpisode:
+    task, seed, init_state, missed_grasp = job
+    return run_expert_episode(_WORKER_ENV, task, seed, post_success_steps=_POST_SUCCESS_STEPS, init_state=init_state,
+                              missed_grasp=missed_grasp)
 
 
 def _task_plan(cfg: CollectConfig) -> tuple[tuple[str, int], ...]:
@@ -158,8 +172,11 @@ def _task_plan(cfg: CollectConfig) -> tuple[tuple[str, int], ...]:
 
 
 def episode_name(ep: ExpertEpisode) -> str:
-    """``<task>_seed<seed>`` (stand-ins) or ``<task>_init<row>`` (LIBERO): the episode's ``file_path``."""
-    return f"{ep.task}_seed{ep.seed}" if ep.init_state is None else f"{ep.task}_init{ep.init_state}"
+    """``<task>_seed<seed>[_missed]`` (stand-ins; ``_missed``: recorded from a missed grasp) or ``<task>_init<row>``
+    (LIBERO): the episode's ``file_path``."""
+    if ep.init_state is not None:
+        return f"{ep.task}_init{ep.init_state}"
+    return f"{ep.task}_seed{ep.seed}" + ("_missed" if ep.missed_grasp else "")
 
 
 @contextlib.contextmanager
@@ -215,6 +232,7 @@ def _kept_episodes(cfg: CollectConfig, robot: RobotConfig, tally: dict[str, Task
                 t.successes += 1
                 t.steps_kept += ep.num_steps
                 t.regrasps += ep.regrasps
+                t.missed_grasp_starts += ep.missed_grasp
                 progress.update(1)
                 yield _to_rlds_episode(ep, robot)
         progress.close()
@@ -275,6 +293,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
     parser.add_argument("--post-success-steps", type=int, default=0,
                         help="expert steps to record past the first successful one (a margin for the policy's stop)")
+    parser.add_argument("--missed-grasp-fraction", type=float, default=0.0,
+                        help="stand-ins: share of attempts recorded from a missed grasp (the expert shuts the hand "
+                             "above or beside the object unrecorded, the demo shows the recovery); default 0")
     return parser
 
 
@@ -283,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
         env=args.task, episodes=args.episodes, out_dir=args.out, seed=args.seed, workers=args.workers,
         max_attempts=args.max_attempts, image_size=args.image_size, name=args.name, overwrite=args.overwrite,
         post_success_steps=args.post_success_steps, task_ids=args.task_ids, first_init_state=args.first_init_state,
+        missed_grasp_fraction=args.missed_grasp_fraction,
     )
     summary = collect(cfg)
     width = max(len(task) for task in summary["tasks"])

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from wp_policy.sim.base import SimEnv
+from wp_policy.sim.base import SimEnv, SimObservation
 from wp_policy.sim.conventions import EEF_POS_KEY, EEF_QUAT_KEY, GRIPPER_CLOSE, GRIPPER_OPEN, WAIT_ACTION
 from wp_policy.sim.libero_env import LiberoEnv
 from wp_policy.sim.protocol import NUM_WAIT_STEPS
@@ -100,14 +100,21 @@ class Command:
 
 Phase = Callable[[Mapping[str, np.ndarray]], Command]
 HOLD_RADIUS = 0.04  # a held cube's centre stays this close to the grip site; farther means the grasp failed
+MISS_ABOVE = (0.03, 0.07)  # a missed grasp closes this high above the grasp point (m): shut too early
+MISS_BESIDE = (0.035, 0.05)  # ... or this far beside the object's centre (m): the fingers close next to it
+MISS_LIFT_STEPS = (0, 12)  # steps the empty hand keeps lifting after the miss, before the recording starts
+MISS_MAX_STEPS = 120  # cap on the unrecorded missed-grasp prefix
 
 
 class ScriptedExpert:
     """Runs a list of phases; subclasses define them. One instance per episode (it keeps phase state)."""
 
-    def __init__(self, params: ExpertParams, rng: np.random.Generator):
+    first_object = "cube"  # the object the first approach/descend/close phases grasp
+
+    def __init__(self, params: ExpertParams, rng: np.random.Generator, regrasp: bool = True):
         self.params = params
         self.rng = rng
+        self.regrasp = regrasp  # False: a lost or missed object is not grasped again (the missed-grasp prefix)
         self.phase_index = 0
         self.steps_in_phase = 0
         self._previous = np.zeros(6)
@@ -134,7 +141,7 @@ class ScriptedExpert:
     def lost_grip(self, priv: Mapping[str, np.ndarray]) -> bool:
         """Whether the object that should be in the hand is not (then the expert grasps again)."""
         cube = self.held_cube()
-        return cube is not None and np.linalg.norm(priv[f"{cube}_pos"] - priv[EEF_POS_KEY]) > HOLD_RADIUS
+        return self.regrasp and cube is not None and np.linalg.norm(priv[f"{cube}_pos"] - priv[EEF_POS_KEY]) > HOLD_RADIUS
 
     def act(self, priv: Mapping[str, np.ndarray]) -> np.ndarray:
         """One float32 [7] action from the current ground-truth poses."""
@@ -224,6 +231,8 @@ class LiftExpert(ScriptedExpert):
 
 class StackExpert(ScriptedExpert):
     """Stack: pick cubeA, carry it over cubeB, lower until it rests on top, release, retreat upward."""
+
+    first_object = "cubeA"
 
     def phases(self):
         return [
@@ -330,14 +339,45 @@ class ExpertEpisode:
     actions: np.ndarray
     regrasps: int
     init_state: int | None = None  # row of the task's fixed init states the episode started from (real LIBERO)
+    missed_grasp: bool = False  # recorded from a missed grasp (run_expert_episode(missed_grasp=True))
 
     @property
     def num_steps(self) -> int:
         return len(self.actions)
 
 
+def missed_grasp_params(params: ExpertParams, rng: np.random.Generator) -> ExpertParams:
+    """``params`` with a grasp point the fingers cannot hold: shut above the object, or next to it."""
+    if rng.random() < 0.5:
+        dx, dy = rng.uniform(-0.01, 0.01, 2)
+        return replace(params, grasp_xy=(float(dx), float(dy)), grasp_dz=params.grasp_dz + rng.uniform(*MISS_ABOVE))
+    angle, radius = rng.uniform(0.0, 2.0 * math.pi), rng.uniform(*MISS_BESIDE)
+    return replace(params, grasp_xy=(float(radius * math.cos(angle)), float(radius * math.sin(angle))))
+
+
+def play_missed_grasp(env: SimEnv, task: str, rng: np.random.Generator) -> SimObservation | None:
+    """Drive the robot, unrecorded, into the state a policy is in after a missed grasp; its last observation.
+
+    The task's expert runs with :func:`missed_grasp_params` and no regrasp through approach, descend and close,
+    then lifts the empty hand for a few steps. None when the fingers caught the object after all (the attempt is
+    then dropped: a demo must never open a hand that holds the object) or the prefix ran out of steps.
+    """
+    expert = make_expert(task, rng)
+    expert = type(expert)(missed_grasp_params(expert.params, rng), rng, regrasp=False)
+    close = [name for name, _ in expert.phases()].index("close")
+    lift_steps = int(rng.integers(MISS_LIFT_STEPS[0], MISS_LIFT_STEPS[1] + 1))
+    for _ in range(MISS_MAX_STEPS):
+        obs = env.step(expert.act(expert.observe(env))).obs
+        if expert.phase_index > close and expert.steps_in_phase >= lift_steps:
+            priv = expert.observe(env)
+            missed = np.linalg.norm(priv[f"{expert.first_object}_pos"] - priv[EEF_POS_KEY]) > HOLD_RADIUS
+            return obs if missed else None
+    return None
+
+
 def run_expert_episode(env: SimEnv, task: str, seed: int, max_steps: int | None = None,
-                       post_success_steps: int = 0, init_state: int | None = None) -> ExpertEpisode:
+                       post_success_steps: int = 0, init_state: int | None = None,
+                       missed_grasp: bool = False) -> ExpertEpisode:
     """Reset ``task``, wait like the evaluation protocol, then let the expert act until success.
 
     The reset is the evaluation's (:func:`wp_policy.sim.rollout.reset_episode`): from row ``init_state`` of the
@@ -349,6 +389,10 @@ def run_expert_episode(env: SimEnv, task: str, seed: int, max_steps: int | None 
     ``post_success_steps``: keep acting (and recording) this many steps after the first successful one. Demos that
     end on the very frame success is reached teach a planner to put its stop waypoint exactly on the success line,
     where any tracking shortfall stops just short of it; a few steps past it give the stop a margin.
+
+    ``missed_grasp``: start the recording from a missed grasp (:func:`play_missed_grasp`, unrecorded, its variation
+    seeded by ``[seed, 1]``), so the demo shows the recovery: open, approach again, grasp. Planners trained only on
+    clean demos have never seen an empty closed hand and end such episodes with a stop. Stand-in tasks only.
     """
     if post_success_steps < 0:
         raise ValueError(f"post_success_steps must be >= 0, got {post_success_steps}")
@@ -356,6 +400,16 @@ def run_expert_episode(env: SimEnv, task: str, seed: int, max_steps: int | None 
     obs = reset_episode(env, spec)
     for _ in range(NUM_WAIT_STEPS):
         obs = env.step(WAIT_ACTION).obs
+    if missed_grasp:
+        if isinstance(env, LiberoEnv):
+            raise ValueError("missed-grasp starts exist for the stand-in tasks' experts only")
+        missed = play_missed_grasp(env, task, np.random.default_rng([seed, 1]))
+        if missed is None:  # dropped attempt: nothing recorded
+            return ExpertEpisode(task=task, seed=seed, instruction=obs.instruction, success=False, images={},
+                                 states=np.zeros((0, len(obs.state)), np.float32),
+                                 actions=np.zeros((0, len(WAIT_ACTION)), np.float32), regrasps=0,
+                                 missed_grasp=True)
+        obs = missed
     expert = expert_for(env, task, np.random.default_rng(seed))
     frames: dict[str, list[np.ndarray]] = {view: [] for view in obs.images}
     states, actions, success, extra = [], [], False, 0
@@ -376,7 +430,7 @@ def run_expert_episode(env: SimEnv, task: str, seed: int, max_steps: int | None 
         task=task, seed=seed, instruction=obs.instruction, success=success,
         images={view: np.stack(f) for view, f in frames.items() if f},
         states=np.stack(states).astype(np.float32), actions=np.stack(actions).astype(np.float32),
-        regrasps=expert.regrasps, init_state=init_state,
+        regrasps=expert.regrasps, init_state=init_state, missed_grasp=missed_grasp,
     )
 
 
