@@ -1,9 +1,10 @@
 """LIBERO simulation graph: the bridge stands in for the robot drivers and publishes /clock (use_sim_time).
 
-    ros2 launch wp_policy libero_sim.launch.py vlm_checkpoint:=/ckpt/vlm ae_checkpoint:=/ckpt/ae \
-        stats:=/ckpt/stats.json tokenizer:=/ckpt/tokenizer.model env:=libero:libero_object task_id:=0 trials:=50
+    ros2 launch wp_policy libero_sim.launch.py policy:=/ckpt/policy.yaml env:=libero:libero_object task_id:=0 \
+        trials:=50
     ros2 launch wp_policy libero_sim.launch.py --show-args
 
+The policy file (a PolicyConfig YAML) gives every policy setting; the path and device arguments override it.
 The graph (nodes, arguments, parameters) is defined once in wp_policy.graph; ``wp-launch libero_sim`` runs the same one.
 """
 

@@ -94,7 +94,9 @@ def launch_problem(file_name: str, arguments: list[str]) -> str | None:
     if not launch_file.is_file():
         return f"launch file {file_name!r} is not in launch/"
     try:
-        resolve_graph(get_graph(launch_graph_name(launch_file)), parse_launch_args(arguments))
+        values = parse_launch_args(arguments)
+        values.pop("policy", None)  # a file on the robot (the mounted checkpoints), read only when the graph starts
+        resolve_graph(get_graph(launch_graph_name(launch_file)), values)
     except (ValueError, FileNotFoundError) as exc:
         return f"{file_name} {' '.join(arguments)}: {exc}"
     return None

@@ -38,7 +38,7 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 # Build outputs of the colcon workspace that pages may name (`source ros2_ws/install/setup.bash`).
 GENERATED = ("ros2_ws/build/", "ros2_ws/install/", "ros2_ws/log/")
 # Subcommand-style console scripts: the first positional word selects the parser to ask for --help.
-SUBCOMMANDS = {"wp-data", "wp-bag", "wp-train", "wp-launch"}
+SUBCOMMANDS = {"wp-data", "wp-bag", "wp-train", "wp-launch", "wp-eval"}
 
 
 # ------------------------------------------------------------------------------------------------------ page parsing

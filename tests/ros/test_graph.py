@@ -2,6 +2,7 @@
 
 import importlib.util
 import runpy
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -55,6 +56,66 @@ def test_arguments_are_typed_and_routed_to_node_parameters():
     assert nodes["filler"].parameters["replan_mode"] == "after_last"
     assert nodes["filler"].parameters["pairs_per_plan"] == nodes["libero_bridge"].parameters["pairs_per_plan"] == 2
     assert nodes["aggregator"].parameters == {"robot_config": "libero", "use_sim_time": False}
+
+
+def write_policy(folder: Path, **fields) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"robot": "libero", "vlm_checkpoint": "vlm", "ae_checkpoint": "/abs/ae", "stats_path": "stats.json",
+            "tokenizer_path": "tok.model", "num_waypoints": 3, "num_flow_steps": 4, "seed": 5, "max_token_len": 99,
+            **fields}
+    path = folder / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_policy_file_sets_every_policy_setting_of_the_nodes(tmp_path):
+    policy = write_policy(tmp_path / "p", device="cpu")
+    nodes = {n.name: n.parameters for n in resolve_graph(get_graph("r1lite"), {"policy": str(policy)})}
+    base = policy.resolve().parent
+    assert {k: nodes["planner"][k] for k in ("robot_config", "checkpoint", "stats", "tokenizer", "device",
+                                              "num_waypoints", "max_token_len")} == {
+        "robot_config": "libero", "checkpoint": str(base / "vlm"), "stats": str(base / "stats.json"),
+        "tokenizer": str(base / "tok.model"), "device": "cpu", "num_waypoints": 3, "max_token_len": 99}
+    assert {k: nodes["filler"][k] for k in ("checkpoint", "num_flow_steps", "seed")} == {
+        "checkpoint": "/abs/ae", "num_flow_steps": 4, "seed": 5}
+    assert nodes["aggregator"]["robot_config"] == nodes["final_hold"]["robot_config"] == "libero"
+    assert "num_waypoints" not in nodes["filler"] and "seed" not in nodes["planner"]  # only where they act
+
+
+def test_arguments_override_the_policy_file_and_fall_back_without_one(tmp_path):
+    policy = write_policy(tmp_path / "p")  # no device: PolicyConfig's default, auto
+    given = {"policy": str(policy), "robot_config": "r1lite", "vlm_checkpoint": "/other/vlm", "stats": "/s.json",
+             "tokenizer": "/t.model", "device": "cuda:1"}
+    (planner,) = resolve_graph(get_graph("r1lite"), given, only=["planner"])
+    assert {k: planner.parameters[k] for k in ("robot_config", "checkpoint", "stats", "tokenizer", "device")} == {
+        "robot_config": "r1lite", "checkpoint": "/other/vlm", "stats": "/s.json", "tokenizer": "/t.model",
+        "device": "cuda:1"}
+    assert planner.parameters["num_waypoints"] == 3  # still the file's
+    (planner,) = resolve_graph(get_graph("r1lite"), {"policy": str(policy)}, only=["planner"])
+    assert planner.parameters["device"] == "auto"
+    for graph, robot in (("r1lite", "r1lite"), ("libero_sim", "libero")):  # no policy file: the graph's defaults
+        (planner,) = resolve_graph(get_graph(graph), {}, only=["planner"])
+        assert (planner.parameters["robot_config"], planner.parameters["device"]) == (robot, "auto")
+        assert planner.parameters["checkpoint"] == "" and "num_waypoints" not in planner.parameters  # params file
+
+
+def test_a_bad_policy_file_is_an_argument_error(tmp_path):
+    with pytest.raises(ValueError, match=r"argument policy: .*nowhere.yaml: config file not found"):
+        resolve_graph(get_graph("r1lite"), {"policy": str(tmp_path / "nowhere.yaml")})
+    with pytest.raises(ValueError, match="argument policy: .*num_flow_steps must be >= 1, got 0"):
+        resolve_graph(get_graph("r1lite"), {"policy": str(write_policy(tmp_path / "p", num_flow_steps=0))})
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        resolve_graph(get_graph("r1lite"), {"policy": str(write_policy(tmp_path / "q", device="gpu"))})
+
+
+def test_reading_the_policy_file_needs_neither_torch_nor_rclpy(tmp_path):
+    """``ros2 launch`` resolves the graph in ROS's own Python, where the project's torch is not importable."""
+    policy = write_policy(tmp_path / "p")
+    code = ("import sys\nfrom wp_policy.graph import get_graph, resolve_graph\n"
+            f"resolve_graph(get_graph('r1lite'), {{'policy': {str(policy)!r}}})\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'rclpy', 'numpy')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize(
@@ -132,7 +193,7 @@ def test_launch_file_is_built_from_the_graph(name, monkeypatch, request):
     *declared, opaque = ld.args[0]
     graph = get_graph(name)
     assert [d.args[0] for d in declared] == [a.name for a in graph.arguments]
-    assert all(d.kwargs["default_value"] == a.default and d.kwargs["description"] == a.description
+    assert all(d.kwargs["default_value"] == a.default and d.kwargs["description"] == a.help
                for d, a in zip(declared, graph.arguments))
     values = {a.name: a.default for a in graph.arguments} | {"use_sim_time": "true", "device": "cuda:1"}
     context = types.SimpleNamespace(launch_configurations=values)

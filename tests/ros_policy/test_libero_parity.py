@@ -71,6 +71,11 @@ def test_bridge_config_refuses_a_negative_pairs_per_plan():
         BridgeConfig(env=ENV, pairs_per_plan=-1)
 
 
+def test_bridge_config_refuses_a_bad_video_size():
+    with pytest.raises(ValueError, match=r"video_size must be an even number of pixels in 64\.\.2048, got 65"):
+        BridgeConfig(env=ENV, video_size=65)
+
+
 def run_graph(tmp: Path, files, env: str, trials: int, steps: int, **bridge_params):
     """One ``wp-launch libero_sim`` run: (exit code, output, results.json, episode summaries)."""
     policy_files, _ = files
@@ -123,8 +128,11 @@ def assert_identical_episodes(graph, direct, specs, steps: int) -> None:
         np.testing.assert_array_equal(actions, expected)
         assert (ros["success"], ros["termination"], ros["steps"]) == \
             (ref["success"], ref["termination"], ref["steps"])
-        assert ref["num_plans"] == 2  # the episode re-planned once (each plan: its first waypoint)
+        assert ref["num_plans"] == ros["num_plans"] == 2  # the episode re-planned once (each plan: its first waypoint)
         assert ros["pairs_per_plan"] == ref["pairs_per_plan"] == PAIRS_PER_PLAN
+        # the bridge recorded what wp-eval plot draws exactly as the direct loop did: each plan at its step
+        assert ros["plans"] == ref["plans"] and [p["step"] for p in ros["plans"]] == [0, 9]
+        np.testing.assert_array_equal(np.asarray(ros["proprio"]), np.asarray(ref["proprio"]))
     first = np.asarray(results["episodes"][0]["actions"])
     assert len({tuple(a) for a in first}) > steps // 2  # the arm really moves
 
@@ -147,6 +155,14 @@ def test_graph_run_ends_cleanly_with_exit_0(graph):
     assert results["overall"]["episodes"] == TRIALS and len(results["episodes"]) == TRIALS
     assert [(s["trial"], s["index"], s["of"]) for s in summaries] == [(t, t, TRIALS) for t in range(TRIALS)]
     assert "[libero_bridge] overall" in output  # the printed table
+    import imageio.v2 as imageio
+
+    from wp_policy.sim.recording import END_HOLD_FRAMES, VIDEO_SIZE, frame_shape
+
+    for episode in results["episodes"]:  # both views side by side at the default video size, final frame held
+        with imageio.get_reader(episode["video"], format="FFMPEG") as reader:
+            frames = np.stack(list(reader.iter_data()))
+        assert frames.shape == (episode["steps"] + END_HOLD_FRAMES, *frame_shape(VIDEO_SIZE), 3)
 
 
 def test_graph_and_direct_loop_execute_identical_actions(graph, direct, specs):

@@ -1,12 +1,14 @@
-"""Bad configuration stops a node at start-up with one clear line and exit code 1; wp-stop fails clearly when nobody
-listens."""
+"""Bad configuration stops a node at start-up with one clear line and exit code 1 (also through wp-launch: one line
+per failing node, naming the setting to change, no traceback); wp-stop fails clearly when nobody listens."""
 
 from __future__ import annotations
 
 import sys
 
 import pytest
-from ros_helpers import Proc
+import torch
+import yaml
+from ros_helpers import Proc, wp_launch
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -75,3 +77,61 @@ def test_a_misspelt_parameter_stops_the_node_with_the_valid_names(policy_files):
         assert proc.wait(120) == 1, proc.output
         assert f"cannot start: node {name}: unknown parameter(s) ['{typo}']; valid: [" in proc.output, proc.output
         assert valid in proc.output and "Traceback" not in proc.output
+
+
+def startup_lines(proc: Proc) -> list[str]:
+    return [line for line in proc.lines if "cannot start" in line]
+
+
+def test_wp_launch_reports_each_startup_failure_in_one_line(policy_files, tmp_path):
+    missing = policy_files.policy_yaml(tmp_path / "policy.yaml", "r1lite", vlm_checkpoint="vlm_not_here")
+    procs = {  # the planner fails; the filler, started too, is stopped
+        "missing checkpoint": (wp_launch("r1lite", "--nodes", "planner,filler", f"policy:={missing}"),
+                               [f"vlm_checkpoint: checkpoint weights not found: {tmp_path / 'vlm_not_here'}",
+                                "(change vlm_checkpoint:= or vlm_checkpoint in the policy file)"]),
+        "bad device": (wp_launch("r1lite", "--nodes", "planner", *policy_files.launch_args(), "device:=gpu"),
+                       ["device must be auto, cpu, cuda or cuda:N, got 'gpu'"]),
+    }
+    for what, (proc, parts) in procs.items():
+        assert proc.wait(120) == 1, f"{what}: {proc.output}"
+        (line,) = startup_lines(proc)
+        assert line.startswith("[wp-launch] ERROR: node 'planner' cannot start (exited with code 1): ")
+        assert all(part in line for part in parts), f"{what}: {proc.output}"
+        assert "Traceback" not in proc.output and "started final_hold" not in proc.output, proc.output
+
+
+def test_a_failure_in_every_model_node_is_one_line_each_and_no_final_hold(policy_files, tmp_path):
+    """Both nodes refuse the stats file; whichever fails first stops the graph, so the other may or may not get as
+    far as failing: each failure that happened is one line, and a filler that never started gets no final hold."""
+    proc = wp_launch("r1lite", *policy_files.launch_args(), f"stats:={tmp_path / 'none.json'}")
+    assert proc.wait(120) == 1, proc.output
+    lines = startup_lines(proc)
+    assert 1 <= len(lines) <= 2 and len({line.split("'")[1] for line in lines}) == len(lines), proc.output
+    assert all("stats_path: " in line and "(change stats:= or stats_path in the policy file)" in line
+               for line in lines), proc.output
+    assert "Traceback" not in proc.output and "started final_hold" not in proc.output, proc.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_one_line_naming_the_device_setting(policy_files):
+    proc = node("planner_node", f"checkpoint:={policy_files.vlm}", f"stats:={policy_files.stats}",
+                f"tokenizer:={policy_files.tokenizer}", "device:=cuda")
+    assert proc.wait(120) == 1, proc.output
+    (line,) = startup_lines(proc)
+    assert "cannot start: device: 'cuda' requested but" in line and "use auto (falls back to the CPU) or cpu" in line
+    assert "(change device:= or device in the policy file)" in line and "Traceback" not in proc.output
+
+
+@pytest.mark.parametrize("module", ["planner_node", "filler_node"])
+def test_a_bug_at_start_up_keeps_its_one_traceback_and_clean_up_adds_none(module, policy_files):
+    """rclpy's shutdown destroys the half-built node: its clean-up must not raise a second error."""
+    code = ("from wp_policy.runtime.policy import WaypointPolicy\n"
+            "def boom(config):\n    raise RuntimeError('a bug while loading')\n"
+            "WaypointPolicy.from_config = boom\n"
+            f"from wp_policy.ros.{module} import main\n"
+            f"main(['--ros-args', '-p', 'checkpoint:={policy_files.ae}', '-p', 'stats:={policy_files.stats}', "
+            f"'-p', 'tokenizer:={policy_files.tokenizer}'])\n")
+    proc = Proc([sys.executable, "-c", code])
+    assert proc.wait(60) == 1
+    assert proc.output.count("Traceback") == 1 and "RuntimeError: a bug while loading" in proc.output, proc.output
+    assert "AttributeError" not in proc.output and "during handling" not in proc.output, proc.output

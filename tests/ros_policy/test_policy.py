@@ -13,7 +13,8 @@ from wp_policy import batch as B
 from wp_policy.obs_sync import ObsSet
 from wp_policy.ros.bag_synth import joint_motion
 from wp_policy.runtime import Plan, WaypointRunner
-from wp_policy.runtime.policy import PolicyConfig, WaypointPolicy, fill_seed, load_policy_config
+from wp_policy.runtime.policy import (PolicyConfig, PolicySettingError, WaypointPolicy, fill_seed,
+                                      load_policy_config, resolve_device)
 
 INSTRUCTION = "pick up the cup"
 
@@ -134,12 +135,39 @@ def test_bad_configs_and_files_fail_clearly(policy_config, tmp_path):
         replace(policy_config, device="gpu")
     with pytest.raises(ValueError, match="tokenizer_path must be set"):
         replace(policy_config, tokenizer_path="")
-    with pytest.raises(FileNotFoundError, match="checkpoint weights not found"):
+    with pytest.raises(PolicySettingError, match="^vlm_checkpoint: checkpoint weights not found") as missing:
         WaypointPolicy.from_config(replace(policy_config, vlm_checkpoint=str(tmp_path / "missing")))
-    with pytest.raises(ValueError, match="statistics file not found"):
+    assert missing.value.field == "vlm_checkpoint"  # the setting to change, for the nodes' one-line message
+    with pytest.raises(PolicySettingError, match="^stats_path: .*statistics file not found"):
         WaypointPolicy.from_config(replace(policy_config, stats_path=str(tmp_path / "none.json")))
+    with pytest.raises(PolicySettingError, match="^tokenizer_path: SentencePiece model not found"):
+        WaypointPolicy.from_config(replace(policy_config, tokenizer_path=str(tmp_path / "none.model")))
+    with pytest.raises(PolicySettingError, match="^robot: .*no_such_robot.yaml: config file not found"):
+        WaypointPolicy.from_config(replace(policy_config, robot="no_such_robot"))
     with pytest.raises(ValueError, match="plans 14-D waypoints but robot libero has 8 proprio dims"):
         WaypointPolicy.from_config(replace(policy_config, robot="libero", ae_checkpoint=""))
+
+
+def test_device_auto_falls_back_to_the_cpu_with_a_warning_and_cuda_without_a_gpu_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    device, warning = resolve_device("auto")
+    assert device == "cpu" and warning.startswith("device auto: ") and "running on the CPU" in warning
+    assert resolve_device("cpu") == ("cpu", "")
+    with pytest.raises(PolicySettingError, match="^device: 'cuda' requested but .*; use auto .* or cpu"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N, got 'cuda1'"):
+        resolve_device("cuda1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == ("cuda", "") and resolve_device("cuda:0") == ("cuda:0", "")
+    with pytest.raises(PolicySettingError, match="'cuda:1' requested but only 1 CUDA device"):
+        resolve_device("cuda:1")
+
+
+def test_a_loaded_policy_names_its_resolved_device(policy_config):
+    loaded = WaypointPolicy.from_config(replace(policy_config, device="auto", ae_checkpoint=""))
+    assert loaded.config.device in ("cpu", "cuda") and str(loaded.device) == loaded.config.device
+    assert bool(loaded.device_warning) is (loaded.config.device == "cpu")
 
 
 def test_policy_config_file_resolves_relative_paths(policy_files, tmp_path):

@@ -36,7 +36,8 @@ def _with_init_states(env_cls):
     return WithInitStates
 
 
-def rollouts(policy_yaml: str, task: str, image_size: int, jobs: list[dict], video_dir: str | None) -> list[dict]:
+def rollouts(policy_yaml: str, task: str, image_size: int, jobs: list[dict], video_dir: str | None,
+             video_size: int = 64) -> list[dict]:
     """Run ``jobs`` (EpisodeSpec fields + ``mode`` + optional ``stop_policy``) in order with one stand-in env (with
     init states, see above) and one policy."""
     import torch
@@ -55,6 +56,7 @@ def rollouts(policy_yaml: str, task: str, image_size: int, jobs: list[dict], vid
             job = dict(job)
             mode = job.pop("mode")
             pol = stopper if job.pop("stop_policy", False) else policy
-            result = run_episode(env, pol, EpisodeSpec(**job), replan_mode=mode, record_video=video_dir)
+            result = run_episode(env, pol, EpisodeSpec(**job), replan_mode=mode, record_video=video_dir,
+                                 video_size=video_size)
             out.append(result.to_json())
     return out

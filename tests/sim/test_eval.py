@@ -16,7 +16,9 @@ import yaml
 from wp_policy.config_io import ConfigError, load_config
 from wp_policy.sim.eval_cli import (
     EvalConfig,
+    build_parser,
     check_resume,
+    cli_overrides,
     episode_specs,
     format_table,
     load_eval_config,
@@ -25,10 +27,12 @@ from wp_policy.sim.eval_cli import (
     write_chart,
 )
 from wp_policy.sim.libero_env import libero_missing
+from wp_policy.sim.recording import END_HOLD_FRAMES, frame_shape
 from wp_policy.sim.rollout import EpisodeResult
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs" / "eval"
+VIDEO = 128  # pixels per view in the test videos
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,7 @@ def policy_yaml(tmp_path_factory, sp_model_path):
 def _eval_yaml(tmp_path: Path, policy_yaml: Path, **fields) -> Path:
     data = {"env": {"env": "robosuite:Lift", "image_size": 64}, "policy_config": str(policy_yaml),
             "trials_per_task": 2, "seed": 11, "num_wait_steps": 2, "max_steps": 8, "torch_threads": 1,
-            "output_dir": str(tmp_path / "out"), **fields}
+            "video_size": VIDEO, "output_dir": str(tmp_path / "out"), **fields}
     path = tmp_path / "eval.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -86,11 +90,26 @@ def test_shipped_configs_follow_the_protocol(capsys, monkeypatch, tmp_path):
         ({"policy_config": "nowhere.yaml"}, "policy config file .*nowhere.yaml not found"),
         ({"trials": 3}, r"unknown key\(s\) \['trials'\]"),
         ({"workers": "two"}, "workers: expected an integer"),
+        ({"video_size": 63}, r"video_size must be an even number of pixels in 64\.\.2048, got 63"),
+        ({"video_size": 32}, r"video_size must be an even number of pixels in 64\.\.2048, got 32"),
     ],
 )
 def test_bad_config_values_fail_clearly(tmp_path, policy_yaml, fields, message):
     with pytest.raises(ConfigError, match=message):
         load_eval_config(_eval_yaml(tmp_path, policy_yaml, **fields))
+
+
+def test_policy_option_replaces_the_configs_policy(tmp_path, policy_yaml, monkeypatch):
+    """``wp-eval --policy p.yaml`` = ``--set policy_config=<p.yaml from here>``, also over an inline policy."""
+    from wp_policy.policy_config import load_policy_config
+
+    inline = {"robot": "libero", "vlm_checkpoint": "v", "stats_path": "s", "tokenizer_path": "t"}
+    config_path = _eval_yaml(tmp_path, policy_yaml, policy_config="", policy=inline)
+    monkeypatch.chdir(policy_yaml.parent)
+    args = build_parser().parse_args(["--config", str(config_path), "--policy", policy_yaml.name, "--set", "seed=3"])
+    config, policy = load_eval_config(config_path, cli_overrides(args))
+    assert (config.policy_config, config.policy, config.seed) == (str(policy_yaml.resolve()), None, 3)
+    assert policy == load_policy_config(policy_yaml) and (policy.num_waypoints, policy.num_flow_steps) == (3, 2)
 
 
 def test_episode_plan_checks_tasks_and_applies_budgets_and_seeds(tmp_path, policy_yaml):
@@ -127,25 +146,34 @@ def test_resume_refuses_an_output_dir_of_another_evaluation(tmp_path, policy_yam
 
 
 # ---- results ---------------------------------------------------------------------------------------------------
-def _result(task, trial, success, steps, plan=(0.1,), fill=(0.01, 0.03)):
-    term = "success" if success else "max_steps"
+def _result(task, trial, success, steps, plan=(0.1,), fill=(0.01, 0.03), term=None):
+    term = term or ("success" if success else "max_steps")
     return EpisodeResult(task, trial, trial, success, steps, term, np.zeros((steps, 7)), plan, fill)
 
 
 def test_summary_table_and_chart(tmp_path):
     results = [_result("Lift", 0, True, 40), _result("Lift", 1, False, 100), _result("Lift", 2, True, 50),
-               _result("Stack", 0, False, 220, plan=(0.3,))]
+               _result("Lift", 3, False, 0, term="stopped"), _result("Stack", 0, False, 220, plan=(0.3,))]
     summary = summarize(results, ["Lift", "Stack"])
-    assert summary["per_task"]["Lift"] == {"episodes": 3, "successes": 2, "success_rate": 2 / 3,
-                                           "mean_steps": pytest.approx(190 / 3)}
-    assert summary["overall"]["success_rate"] == 0.5
-    assert summary["overall"]["task_mean_success_rate"] == pytest.approx(1 / 3)
-    assert summary["terminations"] == {"success": 2, "max_steps": 2, "stopped": 0}
-    assert summary["latency"]["plan"]["count"] == 4 and summary["latency"]["plan"]["max_s"] == 0.3
+    assert summary["per_task"]["Lift"] == {"episodes": 4, "successes": 2, "success_rate": 0.5,
+                                           "mean_steps": pytest.approx(190 / 4),
+                                           "terminations": {"success": 2, "stopped": 1, "max_steps": 1}}
+    assert summary["per_task"]["Stack"]["terminations"] == {"success": 0, "stopped": 0, "max_steps": 1}
+    assert summary["overall"]["success_rate"] == 0.4
+    assert summary["overall"]["task_mean_success_rate"] == pytest.approx(0.25)
+    assert summary["terminations"] == {"success": 2, "stopped": 1, "max_steps": 2}
+    assert summary["latency"]["plan"]["count"] == 5 and summary["latency"]["plan"]["max_s"] == 0.3
     assert summary["latency"]["fill"]["mean_s"] == pytest.approx(0.02)
     table = format_table(summary)
-    assert "Lift" in table and " 66.7%" in table and "overall" in table and " 50.0%" in table
-    assert "plan latency: mean 150.0 ms" in table
+    assert "plan latency: mean 140.0 ms" in table
+    # one column per termination reason: a policy that stops at step 0 shows as "stopped", not only as 0 steps
+    lines = table.splitlines()
+    assert lines[0].endswith("| episodes that ended in") and lines[1].split("|")[1].split() == [
+        "success", "stopped", "max_steps"]
+    rows = {line.split()[0]: line.split("|") for line in lines if "|" in line and line.split()[0] != "task"}
+    assert rows["Lift"][0].split()[1:] == ["4", "2", "50.0%", "47.5"] and rows["Lift"][1].split() == ["2", "1", "1"]
+    assert rows["Stack"][1].split() == ["0", "0", "1"] and rows["overall"][1].split() == ["2", "1", "2"]
+    assert rows["overall"][0].split()[1:] == ["5", "2", "40.0%"]
 
     import matplotlib.image
 
@@ -254,8 +282,15 @@ def test_wp_eval_runs_resumes_and_reproduces(tmp_path, policy_yaml):
         assert video.parent == out / "videos" and video.name.startswith(f"rollout_Lift_t{record['trial']}_")
         with imageio.get_reader(video, format="FFMPEG") as reader:
             frames = np.stack(list(reader.iter_data()))
-        assert frames.shape == (record["steps"] + 1, 64, 64, 3)
+        assert frames.shape == (record["steps"] + END_HOLD_FRAMES, *frame_shape(VIDEO), 3)
     assert matplotlib.image.imread(out / "success_rate.png").ndim == 3
+    assert not {"actions", "proprio", "plans"} & set(results["episodes"][0])  # per-step arrays: episode files only
+
+    # wp-eval plot draws an episode from its file, or from results.json (which points at the file)
+    assert main(["plot", str(out / "episodes" / "Lift_t0.json")]) == 0
+    assert (out / "episodes" / "Lift_t0.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", str(out / "results.json"), "--episode", "Lift_t1"]) == 0
+    assert (out / "plots" / "Lift_t1.png").is_file()
 
     # resume after an interruption, in a copy that lost trial 1: trials 1 and 2 run (in one worker instead of two),
     # trial 0 is not touched, and the re-run trial 1 executes exactly the actions of the first run

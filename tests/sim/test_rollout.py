@@ -13,6 +13,7 @@ import pytest
 from wp_policy.obs_sync import ObsSet
 from wp_policy.sim.base import SimObservation
 from wp_policy.sim.protocol import video_filename
+from wp_policy.sim.recording import END_HOLD_FRAMES, PlanRecord, frame_shape
 from wp_policy.sim.rollout import (
     EpisodeResult,
     EpisodeSpec,
@@ -24,6 +25,7 @@ from wp_policy.sim.rollout import (
 
 STEPS = 8  # policy steps per test episode
 IMAGE = 64  # render size for the sim tests: small and even (H.264 needs even sizes)
+VIDEO = 64  # pixels per view in the test videos (rollout_worker's default)
 
 
 @pytest.fixture(scope="module")
@@ -90,17 +92,24 @@ def test_episode_spec_rejects_bad_values():
 
 def test_episode_result_round_trips_through_json_exactly(tmp_path):
     rng = np.random.default_rng(1)
+    plans = (PlanRecord(0, rng.normal(size=(3, 8)), (2, 2, 1)), PlanRecord(5, rng.normal(size=(2, 8)), (4, 0)))
     result = EpisodeResult(task="Lift", trial=2, seed=9, success=False, steps=5, termination="stopped",
                            actions=rng.normal(size=(5, 7)), plan_latency_s=(0.1, 1 / 3), fill_latency_s=(2e-3,),
                            video="/x/rollout_Lift_t2_failure.mp4", replan_mode="lookahead", num_plans=2,
-                           episode_s=1.25)
+                           episode_s=1.25, proprio=rng.normal(size=(6, 8)), plans=plans)
     back = EpisodeResult.load(result.save(tmp_path / "ep.json"))
-    np.testing.assert_array_equal(back.actions, result.actions)
-    assert back.actions.dtype == np.float64
-    assert {k: v for k, v in vars(back).items() if k != "actions"} == \
-        {k: v for k, v in vars(result).items() if k != "actions"}
+    arrays = ("actions", "proprio", "plans")
+    for key in ("actions", "proprio"):
+        np.testing.assert_array_equal(getattr(back, key), getattr(result, key))
+        assert getattr(back, key).dtype == np.float64
+    assert [p.to_json() for p in back.plans] == [p.to_json() for p in plans]
+    assert back.plans[1].proprio.dtype == np.float64 and back.plans[1].is_stop is False
+    assert {k: v for k, v in vars(back).items() if k not in arrays} == \
+        {k: v for k, v in vars(result).items() if k not in arrays}
     empty = EpisodeResult("Lift", 0, None, False, 0, "stopped", np.zeros((0, 7)))
     assert EpisodeResult.from_json(empty.to_json()).actions.shape == (0, 7)
+    old = {k: v for k, v in result.to_json().items() if k not in ("proprio", "plans")}  # written before they existed
+    assert EpisodeResult.from_json(old).plans == () and EpisodeResult.from_json(old).proprio.size == 0
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -172,10 +181,20 @@ def test_lift_episodes_are_reproducible_and_recorded(policy_yaml, tmp_path):
     assert stopped.termination == "stopped" and not stopped.success and stopped.num_plans == 1
     assert stopped.steps == 3 and stopped.actions.shape == (3, 7)
 
+    # what wp-eval plot draws: the proprio of every observation (the final one included) and every plan
+    for r in (ra, rb, ra_look):
+        assert r.proprio.shape == (STEPS + 1, 8) and len(r.plans) == r.num_plans and r.plans[0].step == 0
+        assert [p.step for p in r.plans] == sorted(p.step for p in r.plans)
+        assert all(p.proprio.shape == (len(p.durations), 8) for p in r.plans)
+    assert stopped.proprio.shape == (4, 8) and [p.durations for p in stopped.plans] == [(3, 0)]
+    np.testing.assert_array_equal(ra_again.proprio, ra.proprio)
+
+    # one frame per policy step + the final observation, held END_HOLD_FRAMES frames; both views side by side
     video = Path(ra.video)
     assert video.name == "rollout_Lift_t0_failure.mp4" and video.parent == tmp_path / "first"
     frames = _decode(video)
-    assert frames.shape == (STEPS + 1, IMAGE, IMAGE, 3)  # one frame per policy step + the final observation
-    assert frames.std() > 5  # a rendered scene, not a blank frame
+    assert frames.shape == (STEPS + END_HOLD_FRAMES, *frame_shape(VIDEO), 3)
+    views = frames[:, frame_shape(VIDEO)[0] - VIDEO:]
+    assert views[:, :, :VIDEO].std() > 5 and views[:, :, VIDEO:].std() > 5  # two rendered scenes, not blank
     assert Path(stopped.video).name == "rollout_Lift_t2_failure.mp4"
-    assert _decode(Path(stopped.video)).shape[0] == stopped.steps + 1
+    assert _decode(Path(stopped.video)).shape[0] == stopped.steps + END_HOLD_FRAMES

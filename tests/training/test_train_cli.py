@@ -36,6 +36,11 @@ def test_train_with_overrides_then_export(tmp_path, capsys):
     assert main(["export", "--config", str(path), "--checkpoint", str(ckpt), "--out", str(out), "num_steps=4"]) == 0
     assert toy_task.ToyModel.from_pretrained(out).state_dict().keys() == toy_task.ToyModel(
         toy_task.ToyModelConfig(hidden=16)).state_dict().keys()
+    stored = tmp_path / "exported_from_stored_config"  # no --config: the run's config stored in the checkpoint
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(stored)]) == 0
+    assert (stored / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+    assert main(["export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "x")]) == 1
+    assert "not a training checkpoint (no trainer.json)" in capsys.readouterr().err
 
 
 def test_misuse_exits_with_a_message(tmp_path, capsys):

@@ -7,7 +7,8 @@ import pytest
 from rlds_fixtures import libero_episodes, r1lite_episodes
 
 from wp_training.data_cli import main
-from wp_training.extract import INDEX_FILE, ExtractConfig, WaypointIndex, episode_inputs, run_extraction
+from wp_training.extract import (INDEX_FILE, ExtractConfig, WaypointIndex, episode_inputs, plot_episode,
+                                 plot_groups, run_extraction, waypoint_figure)
 from wp_training.rlds_io import RldsError, read_rlds
 from wp_training.waypoints import reference_dp
 
@@ -62,6 +63,37 @@ def test_plots_are_written(libero_extraction):
     assert [p.name for p in result.plots] == ["episode_0.png", "episode_2.png"]
     for p in result.plots:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_plots_put_each_dim_group_on_its_own_axis(libero_config, r1lite_config):
+    """The robot's state keys: its proprio groups with dim names; other keys: one axis each; --dims respected."""
+    groups = plot_groups(libero_config, ("state",), (8,), ())
+    assert [(name, [c for c, _ in lines]) for name, lines in groups] == [
+        ("eef position (m)", [0, 1, 2]), ("eef rotation (axis-angle, rad)", [3, 4, 5]),
+        ("gripper (finger qpos, m)", [6, 7])]
+    assert [label for _, label in groups[0][1]] == ["eef_x", "eef_y", "eef_z"]
+    picked = plot_groups(libero_config, ("state",), (8,), (2, 6))  # x columns 0, 1 = state dims 2, 6
+    assert picked == [("eef position (m)", ((0, "eef_z"),)), ("gripper (finger qpos, m)", ((1, "finger_left"),))]
+    arms = plot_groups(r1lite_config, ("joint_position_arm_left", "joint_position_arm_right"), (6, 6), ())
+    assert [(name, len(lines)) for name, lines in arms] == [("joint_position_arm_left", 6),
+                                                            ("joint_position_arm_right", 6)]
+    assert arms[1][1][0] == (6, "joint_position_arm_right[0]")
+
+
+def test_the_plot_has_legends_and_marks_gripper_changes(tmp_path, libero_config):
+    import matplotlib.image
+    from matplotlib import pyplot as plt
+
+    x = np.cumsum(np.random.default_rng(0).normal(size=(30, 8)), axis=0)
+    args = (x, np.array([0, 9, 20, 29]), "t", plot_groups(libero_config, ("state",), (8,), ()), [9, 20])
+    fig = waypoint_figure(*args)
+    axes = fig.get_axes()
+    assert [ax.get_ylabel() for ax in axes] == [g.name for g in libero_config.proprio.groups]
+    labels = [t.get_text() for t in axes[2].get_legend().get_texts()]
+    assert labels == ["finger_left", "finger_right", "waypoint", "waypoint frame", "gripper change (forced)"]
+    plt.close(fig)
+    path = plot_episode(x, args[1], tmp_path / "p.png", *args[2:])
+    assert matplotlib.image.imread(path).ndim == 3
 
 
 def test_r1lite_arm_keys_parallel_workers_and_greedy(r1lite_rlds, tmp_path):

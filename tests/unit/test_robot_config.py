@@ -98,6 +98,9 @@ def _write_variant(tmp_path: Path, edit) -> Path:
         (lambda d: d["action"].update(indices=list(range(20, 34))), "action.indices .* out of range for dataset_action_dim 26"),
         (lambda d: d.update(action_kind="velocity"), "'velocity' is not one of"),
         (lambda d: d["ros"]["commands"][0].update(max_velocity=[1.0]), "max_velocity needs 6 values, got 1"),
+        (lambda d: d["proprio"]["groups"][2].update(dims=[6, 14]), r"groups: dims must be in 0\.\.13 and in one group"),
+        (lambda d: d["proprio"]["groups"][2].update(dims=[6, 0]), r"groups: dims must be in 0\.\.13 and in one group"),
+        (lambda d: d["proprio"]["groups"][2].update(dims=[]), "a dim group needs a name and at least one dim"),
     ],
 )
 def test_bad_robot_config_names_file_and_field(tmp_path, edit, message):
@@ -105,6 +108,20 @@ def test_bad_robot_config_names_file_and_field(tmp_path, edit, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_robot_config(path)
     assert str(path) in str(info.value)
+
+
+def test_plot_groups_cover_every_dim_once(libero_config, r1lite_config):
+    for robot in (libero_config, r1lite_config):
+        dims = [d for g in robot.proprio.plot_groups for d in g.dims]
+        assert sorted(dims) == list(range(robot.proprio.dim))
+    assert [g.name for g in libero_config.proprio.plot_groups] == [
+        "eef position (m)", "eef rotation (axis-angle, rad)", "gripper (finger qpos, m)"]
+    from dataclasses import replace
+
+    partial = replace(libero_config.proprio, groups=libero_config.proprio.groups[:1])
+    assert [(g.name, g.dims) for g in partial.plot_groups] == [("eef position (m)", (0, 1, 2)),
+                                                              ("other", (3, 4, 5, 6, 7))]
+    assert [(g.name, g.dims) for g in replace(partial, groups=()).plot_groups] == [("all dims", tuple(range(8)))]
 
 
 def test_missing_and_malformed_files(tmp_path):

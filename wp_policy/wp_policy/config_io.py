@@ -145,10 +145,14 @@ def load_yaml(path: str | Path) -> dict:
 
 def load_config(cls: type[T], path: str | Path, overrides: dict | None = None) -> T:
     """Load YAML file ``path`` into dataclass ``cls``; ``overrides`` (dotted keys) are applied first."""
-    data = load_yaml(path)
+    return from_dict(cls, apply_overrides(load_yaml(path), overrides), source=str(path))
+
+
+def apply_overrides(data: dict, overrides: dict | None) -> dict:
+    """``data`` with dotted-key ``overrides`` (``optim.peak_lr``) set in place; returned for chaining."""
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
-    return from_dict(cls, data, source=str(path))
+    return data
 
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:

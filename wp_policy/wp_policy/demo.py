@@ -28,9 +28,11 @@ from pathlib import Path
 
 import yaml
 
+from wp_policy.cli_help import HelpFormatter
 from wp_policy.config_io import ConfigError, load_config, parse_overrides
 from wp_policy.paths import config_dir
-from wp_policy.runtime.policy import PolicyConfig, load_policy_config
+from wp_policy.policy_config import load_policy_config
+from wp_policy.sim.recording import VIDEO_SIZE, check_video_size
 
 DEFAULT_CONFIG = "demo/lift.yaml"  # in the configs dir
 SHIPPED_POLICY = Path(__file__).resolve().parent / "assets" / "policies" / "lift_demo" / "policy.yaml"
@@ -49,6 +51,7 @@ class DemoConfig:
     pairs_per_plan: int = 0  # run the first N pairs of each plan, then replan (0: all)
     cpu_threads: int = 1  # torch threads of the planner and the filler
     record_video: bool = True
+    video_size: int = VIDEO_SIZE  # pixels per view in the videos (agentview + wrist side by side, plan overlay)
     output_dir: str = "outputs/demo"
 
     def __post_init__(self):
@@ -58,10 +61,12 @@ class DemoConfig:
         for name in ("seed", "max_steps", "pairs_per_plan", "cpu_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_video_size(self.video_size)
 
 
-def load_demo(path: Path, overrides: dict) -> tuple[DemoConfig, PolicyConfig]:
-    """The demo config and its policy; a missing policy is a ConfigError that says how to get one."""
+def load_demo(path: Path, overrides: dict) -> tuple[DemoConfig, Path]:
+    """The demo config and its policy file, checked (every file it names present); a missing policy is a
+    ConfigError that says how to get one."""
     config = load_config(DemoConfig, path, overrides)
     policy_path = Path(config.policy_config) if config.policy_config else SHIPPED_POLICY
     policy_path = policy_path if policy_path.is_absolute() else (path.parent / policy_path).resolve()
@@ -72,24 +77,22 @@ def load_demo(path: Path, overrides: dict) -> tuple[DemoConfig, PolicyConfig]:
     from wp_policy.sim.eval_cli import check_policy_files
 
     check_policy_files(policy)  # both models, every file present
-    return config, policy
+    return config, policy_path
 
 
-def graph_params(config: DemoConfig, policy: PolicyConfig) -> dict:
-    """The libero_sim params YAML with the policy's settings (M, flow steps, noise seed) and the demo's sizes."""
+def graph_params(config: DemoConfig) -> dict:
+    """The libero_sim params YAML with the demo's sizes and threads (the policy's settings come with policy:=)."""
     data = yaml.safe_load((config_dir() / "graphs" / "libero_sim.yaml").read_text())
-    data["libero_bridge"]["ros__parameters"].update(image_size=config.image_size, record_video=config.record_video)
-    data["planner"]["ros__parameters"].update(num_waypoints=policy.num_waypoints, cpu_threads=config.cpu_threads)
-    data["filler"]["ros__parameters"].update(num_flow_steps=policy.num_flow_steps, seed=policy.seed,
-                                             cpu_threads=config.cpu_threads)
+    data["libero_bridge"]["ros__parameters"].update(image_size=config.image_size, record_video=config.record_video,
+                                                    video_size=config.video_size)
+    data["planner"]["ros__parameters"].update(cpu_threads=config.cpu_threads)
+    data["filler"]["ros__parameters"].update(cpu_threads=config.cpu_threads)
     return data
 
 
-def launch_command(config: DemoConfig, policy: PolicyConfig, params: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "wp_policy.supervisor", "libero_sim",
-            f"vlm_checkpoint:={policy.vlm_checkpoint}", f"ae_checkpoint:={policy.ae_checkpoint}",
-            f"stats:={policy.stats_path}", f"tokenizer:={policy.tokenizer_path}", f"device:={policy.device}",
-            f"robot_config:={policy.robot}", f"replan_mode:={config.replan_mode}",
+def launch_command(config: DemoConfig, policy: Path, params: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "wp_policy.supervisor", "libero_sim", f"policy:={policy}",
+            f"replan_mode:={config.replan_mode}",
             f"pairs_per_plan:={config.pairs_per_plan}", f"env:={config.env}",
             "task_id:=0", f"trials:={config.episodes}", f"seed:={config.seed}", f"max_steps:={config.max_steps}",
             f"output_dir:={out}", f"params_file:={params}"]
@@ -126,7 +129,7 @@ def run_graph(cmd: list[str], log_path: Path, episodes: int, progress: bool = Tr
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wp-demo", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+                                     formatter_class=HelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--config", default=None, help=f"demo config YAML (default: configs/{DEFAULT_CONFIG})")
     parser.add_argument("--policy", help="PolicyConfig YAML to run instead of the config's (the shipped policy)")
     parser.add_argument("--episodes", type=int, help="number of seeded episodes (default: the config's)")
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").unlink(missing_ok=True)  # never report an older run's results
     params = out / "params.yaml"
-    params.write_text(yaml.safe_dump(graph_params(config, policy), sort_keys=False))
+    params.write_text(yaml.safe_dump(graph_params(config), sort_keys=False))
     print(f"wp-demo: {config.episodes} {config.env} episode(s) with {config.policy_config or SHIPPED_POLICY} through "
           "the ROS graph "
           f"(log: {out / 'graph.log'})", flush=True)

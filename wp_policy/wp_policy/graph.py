@@ -6,13 +6,18 @@ here and start exactly the nodes, parameters files, parameters and remappings it
 
 Format: a :class:`GraphSpec` has launch arguments (name, default, description, type) and nodes. A :class:`GraphNode`
 names its ROS node, its installed executable (console script, ``lib/wp_policy/<executable>``), the module that
-``python -m`` runs, which node parameters take which argument's value (``arg_params``), its remappings, and whether
-its exit ends the run (``ends_graph``: a simulation bridge that runs a finite episode list), or whether it is a
-one-shot node started only once another node is gone (``covers``: the final hold that commands the robot when the
-filler has died without sending its own). Every node
+``python -m`` runs, which node parameters take which argument's value (``arg_params``) and which take a policy-file
+setting (``policy_params``), its remappings, and whether its exit ends the run (``ends_graph``: a simulation bridge
+that runs a finite episode list), or whether it is a one-shot node started only once another node is gone
+(``covers``: the final hold that commands the robot when the filler has died without sending its own). Every node
 also reads the graph's params YAML (argument ``params_file``; relative paths resolve in the wp_policy configs dir,
 keyed by node name under ``ros__parameters``) and gets the graph-wide ``common_params`` (robot config, sim time).
-Arguments override the YAML. Adding a node is adding a GraphNode entry; no launcher changes.
+
+The policy file (argument ``policy``, a :class:`wp_policy.policy_config.PolicyConfig` YAML) is the one place a
+policy's settings live, as in wp-eval and wp-demo: every setting reaches the nodes it affects. An argument bound
+to a policy setting (``policy_field``: the robot, the four paths, the device) overrides it when given; left empty,
+it takes the policy file's value, or its ``fallback`` without a policy file. Precedence, lowest first: the params
+YAML, the policy file, the arguments given. Adding a node is adding a GraphNode entry; no launcher changes.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from wp_policy.paths import config_dir
+from wp_policy.policy_config import PolicyConfig, load_policy_config
 
 ArgType = Literal["str", "float", "int", "bool"]
 PARAMS_FILE_ARG = "params_file"
+POLICY_ARG = "policy"
+STARTUP_FAILURE = "cannot start: "  # a node logs this, then the reason on the same line, then exits 1 (node_main)
 
 
 @dataclass(frozen=True)
@@ -35,14 +43,28 @@ class GraphArgument:
     description: str
     type: ArgType = "str"
     choices: tuple[str, ...] = ()
+    policy_field: str = ""  # a PolicyConfig field this argument overrides; its default must then be ""
+    fallback: str = ""  # policy_field arguments: the value when neither the argument nor a policy file gives one
 
     def __post_init__(self):
         if self.choices and self.default not in self.choices:
             raise ValueError(f"argument {self.name}: default {self.default!r} is not one of {list(self.choices)}")
+        if self.policy_field and (self.default or self.type != "str"
+                                  or self.policy_field not in PolicyConfig.__dataclass_fields__):
+            raise ValueError(f"argument {self.name}: a policy_field argument is a str defaulting to '' and names a "
+                             f"PolicyConfig field, got {self.policy_field!r}")
         convert_argument(self, self.default)
 
     def convert(self, value: str) -> Any:
         return convert_argument(self, value)
+
+    @property
+    def help(self) -> str:
+        """The description with where an empty value comes from (--show-args, ros2 launch --show-args)."""
+        if not self.policy_field:
+            return self.description
+        fallback = f", else {self.fallback!r}" if self.fallback else ""
+        return f"{self.description} (empty: the policy file's {self.policy_field}{fallback})"
 
 
 @dataclass(frozen=True)
@@ -51,6 +73,7 @@ class GraphNode:
     executable: str  # installed executable / console script (ros2 launch)
     module: str  # module with main(), run as ``python -m`` (wp-launch)
     arg_params: Mapping[str, str] = field(default_factory=dict)  # node parameter -> graph argument
+    policy_params: Mapping[str, str] = field(default_factory=dict)  # node parameter -> PolicyConfig field
     remaps: tuple[tuple[str, str], ...] = ()
     ends_graph: bool = False  # the run is over when this node exits (exit 0: success; e.g. a finite episode list)
     covers: str = ""  # not started with the graph: run once the named node has died without a clean exit
@@ -80,6 +103,13 @@ class GraphSpec:
             unknown = sorted(set(mapping.values()) - set(args))
             if unknown:
                 raise ValueError(f"graph {self.name}: {owner} refers to undeclared arguments {unknown}")
+        for n in (n for n in self.nodes if n.policy_params):
+            unknown = sorted(set(n.policy_params.values()) - set(PolicyConfig.__dataclass_fields__))
+            if unknown:
+                raise ValueError(f"graph {self.name}: node {n.name}: {unknown} are not PolicyConfig fields")
+            if POLICY_ARG not in args:
+                raise ValueError(f"graph {self.name}: node {n.name} takes policy settings but there is no "
+                                 f"{POLICY_ARG!r} argument")
 
     def argument(self, name: str) -> GraphArgument:
         for arg in self.arguments:
@@ -139,14 +169,35 @@ def parse_launch_args(items: list[str]) -> dict[str, str]:
     return out
 
 
-def resolve_graph(graph: GraphSpec, values: Mapping[str, str], only: list[str] | None = None) -> list[ResolvedNode]:
-    """Argument values (strings; missing ones take defaults) -> the nodes to start, optionally only some by name
-    (a node that ``covers`` another comes along with it)."""
+def load_graph_policy(value: str) -> PolicyConfig | None:
+    """The policy file a ``policy:=`` value names (relative: to the current directory), None for ""."""
+    if not value:
+        return None
+    try:
+        return load_policy_config(Path(value).expanduser())
+    except ValueError as exc:  # ConfigError: missing file, unknown key, bad value
+        raise ValueError(f"argument {POLICY_ARG}: {exc}") from None
+
+
+def argument_values(graph: GraphSpec, values: Mapping[str, str]) -> tuple[dict[str, Any], PolicyConfig | None]:
+    """Typed value of every argument (given, else the policy file's for a policy_field argument, else its default or
+    fallback) and the policy file, if one is given."""
     known = {a.name for a in graph.arguments}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"graph {graph.name}: unknown argument(s) {unknown}; arguments: {sorted(known)}")
-    typed = {a.name: a.convert(values.get(a.name, a.default)) for a in graph.arguments}
+    policy = load_graph_policy(values.get(POLICY_ARG, "")) if POLICY_ARG in known else None
+    raw = {a.name: values.get(a.name, a.default) for a in graph.arguments}
+    for a in graph.arguments:
+        if a.policy_field and not raw[a.name]:
+            raw[a.name] = str(getattr(policy, a.policy_field)) if policy is not None else a.fallback
+    return {a.name: a.convert(raw[a.name]) for a in graph.arguments}, policy
+
+
+def resolve_graph(graph: GraphSpec, values: Mapping[str, str], only: list[str] | None = None) -> list[ResolvedNode]:
+    """Argument values (strings; missing ones take defaults) -> the nodes to start, optionally only some by name
+    (a node that ``covers`` another comes along with it)."""
+    typed, policy = argument_values(graph, values)
     params_file = resolve_params_file(typed[PARAMS_FILE_ARG])
     nodes = graph.nodes
     if only is not None:
@@ -160,7 +211,8 @@ def resolve_graph(graph: GraphSpec, values: Mapping[str, str], only: list[str] |
             executable=n.executable,
             module=n.module,
             params_files=(params_file,),
-            parameters={p: typed[a] for p, a in {**graph.common_params, **n.arg_params}.items()},
+            parameters={**{p: typed[a] for p, a in {**graph.common_params, **n.arg_params}.items()},
+                        **({p: getattr(policy, f) for p, f in n.policy_params.items()} if policy is not None else {})},
             remaps=n.remaps,
             ends_graph=n.ends_graph,
             covers=n.covers,
@@ -170,18 +222,35 @@ def resolve_graph(graph: GraphSpec, values: Mapping[str, str], only: list[str] |
 
 
 # ---------------------------------------------------------------------------------------------------- definitions
-def _model_args(device: str) -> tuple[GraphArgument, ...]:
+def _policy_args(robot: str) -> tuple[GraphArgument, ...]:
+    """The policy file and the arguments that override its settings (``robot``: the graph's robot without one)."""
     return (
-        GraphArgument("vlm_checkpoint", "", "VLM planner checkpoint (safetensors file or checkpoint directory)"),
-        GraphArgument("ae_checkpoint", "", "Action Expert checkpoint (safetensors file or checkpoint directory)"),
-        GraphArgument("stats", "", "normalisation stats JSON shared by the VLM and the AE"),
-        GraphArgument("tokenizer", "", "SentencePiece tokenizer model (PaliGemma's or a compatible one)"),
+        GraphArgument(POLICY_ARG, "", "policy file: a PolicyConfig YAML (robot, checkpoints, stats, tokenizer, device, "
+                      "num_waypoints, num_flow_steps, seed, max_token_len; relative paths in it: to the file)"),
+        GraphArgument("robot_config", "", "robot config name (configs/robots/) or robot YAML path",
+                      policy_field="robot", fallback=robot),
+        GraphArgument("vlm_checkpoint", "", "VLM planner checkpoint (safetensors file or checkpoint directory)",
+                      policy_field="vlm_checkpoint"),
+        GraphArgument("ae_checkpoint", "", "Action Expert checkpoint (safetensors file or checkpoint directory)",
+                      policy_field="ae_checkpoint"),
+        GraphArgument("stats", "", "normalisation stats JSON shared by the VLM and the AE", policy_field="stats_path"),
+        GraphArgument("tokenizer", "", "SentencePiece tokenizer model (PaliGemma's or a compatible one)",
+                      policy_field="tokenizer_path"),
+        GraphArgument("device", "", "torch device for the models: auto (CUDA when available, otherwise the CPU with "
+                      "a warning), cpu, cuda or cuda:N", policy_field="device", fallback="auto"),
+    )
+
+
+POLICY_OVERRIDES = {a.policy_field: a.name for a in _policy_args("") if a.policy_field}  # field -> its argument
+
+
+def _run_args() -> tuple[GraphArgument, ...]:
+    return (
         GraphArgument("instruction", "", "task instruction to start with (empty: wait for /wp/instruction)"),
         GraphArgument("replan_mode", "after_last", "when the filler asks for the next plan",
                       choices=("after_last", "lookahead")),
         GraphArgument("pairs_per_plan", "0", "pairs of each plan the filler runs before asking for the next plan "
                       "(0: all)", type="int"),
-        GraphArgument("device", device, "torch device for the models (cpu, cuda, cuda:1, ...)"),
     )
 
 
@@ -190,12 +259,14 @@ PLANNER = GraphNode(
     "planner", "wp_planner", "wp_policy.ros.planner_node",
     arg_params={"checkpoint": "vlm_checkpoint", "stats": "stats", "tokenizer": "tokenizer",
                 "instruction": "instruction", "device": "device"},
+    policy_params={"num_waypoints": "num_waypoints", "max_token_len": "max_token_len"},
 )
 FILLER = GraphNode(
     "filler", "wp_filler", "wp_policy.ros.filler_node",
     arg_params={"checkpoint": "ae_checkpoint", "stats": "stats", "tokenizer": "tokenizer",
                 "instruction": "instruction", "replan_mode": "replan_mode", "pairs_per_plan": "pairs_per_plan",
                 "device": "device", "clock_mode": "clock_mode"},
+    policy_params={"num_flow_steps": "num_flow_steps", "seed": "seed"},
 )
 LIBERO_BRIDGE = GraphNode(
     "libero_bridge", "wp_libero_bridge", "wp_policy.ros.libero_bridge_node",
@@ -214,9 +285,9 @@ R1LITE = GraphSpec(
     name="r1lite",
     description="Galaxea R1 Lite: aggregator -> VLM planner -> AE filler -> arm and gripper command topics",
     arguments=(
-        GraphArgument("robot_config", "r1lite", "robot config name (configs/robots/) or robot YAML path"),
+        *_policy_args("r1lite"),
         GraphArgument(PARAMS_FILE_ARG, "graphs/r1lite.yaml", "node parameters YAML (relative: wp_policy configs dir)"),
-        *_model_args("cuda"),
+        *_run_args(),
         GraphArgument("clock_mode", "wall", "filler: wall = a command per control tick; lockstep = one command per "
                       "observation set (lock-step bag replay, with use_sim_time)", choices=("wall", "lockstep")),
         GraphArgument("use_sim_time", "false", "follow /clock (bag replay in lock-step) instead of the wall clock",
@@ -230,10 +301,10 @@ LIBERO_SIM = GraphSpec(
     name="libero_sim",
     description="LIBERO simulation: the bridge stands in for the robot drivers and publishes /clock",
     arguments=(
-        GraphArgument("robot_config", "libero", "robot config name (configs/robots/) or robot YAML path"),
+        *_policy_args("libero"),
         GraphArgument(PARAMS_FILE_ARG, "graphs/libero_sim.yaml",
                       "node parameters YAML (relative: wp_policy configs dir)"),
-        *_model_args("cpu"),
+        *_run_args(),
         GraphArgument("env", "libero:libero_object", "simulation env (wp_policy.sim.registry name): "
                       "libero:<suite> or a robosuite stand-in such as robosuite:Lift"),
         GraphArgument("task_id", "0", "task index within the env (-1: every task)", type="int"),

@@ -39,6 +39,17 @@ def decode_jpeg(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def image_msg_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs Image (rgb8/bgr8/rgba8/bgra8/mono8) or CompressedImage (JPEG/PNG) -> ``uint8 [H, W, 3]`` RGB.
+
+    Duck-typed (a CompressedImage has ``format``), so rclpy messages in the aggregator and rosbags messages read
+    from a bag (``wp-data from-bags``) take the same path.
+    """
+    if hasattr(msg, "format"):
+        return decode_jpeg(msg.data)
+    return decode_raw(msg.data, msg.height, msg.width, msg.encoding, msg.step)
+
+
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     """``uint8 [H, W, 3]`` RGB -> JPEG bytes (what a camera driver's CompressedImage carries)."""
     rgb = _check_rgb(rgb)

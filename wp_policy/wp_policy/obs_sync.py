@@ -32,11 +32,22 @@ import numpy as np
 from wp_policy.robot_config import FeedbackConfig, RobotConfig
 
 BACKWARD_JUMP_S = 1.0  # an input whose stamps go back by more than this restarts synchronisation
+DEFAULT_SYNC_TOLERANCE = 0.05  # s; the aggregator's default ``sync_tolerance`` (also wp-data from-bags')
+DEFAULT_INPUT_TIMEOUT = 0.5  # s; the aggregator's default ``input_timeout`` (also wp-data from-bags')
 PROPRIO_PART = "proprio"  # part name of the proprio vector in a StampedSetCollector
 
 
 class InvalidInput(ValueError):
     """A feedback or image input is malformed (wrong length, non-finite, unknown source); it is dropped."""
+
+
+def joint_state_position(msg) -> np.ndarray:
+    """``msg.position`` of a JointState (rclpy or rosbags message) as float64 [n]; names (when given) must match it
+    in length. Finiteness is the caller's (:meth:`ObsSynchronizer.add_feedback` checks it)."""
+    pos = np.asarray(msg.position, dtype=np.float64).reshape(-1)
+    if len(msg.name) and len(msg.name) != pos.size:
+        raise InvalidInput(f"JointState has {len(msg.name)} names but {pos.size} positions")
+    return pos
 
 
 @dataclass(frozen=True)

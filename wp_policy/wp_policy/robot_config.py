@@ -46,6 +46,18 @@ class CoupledDim:
 
 
 @dataclass(frozen=True)
+class DimGroup:
+    """Dims that share a unit and belong on one plot axis (e.g. LIBERO's eef position, rotation, fingers)."""
+
+    name: str  # axis label, with the unit: "position (m)"
+    dims: tuple[int, ...]
+
+    def __post_init__(self):
+        if not self.name or not self.dims:
+            raise ValueError(f"a dim group needs a name and at least one dim, got {self.name!r} {list(self.dims)}")
+
+
+@dataclass(frozen=True)
 class VectorSpec:
     """One of the robot's vectors (action or proprio) as the model sees it."""
 
@@ -55,6 +67,7 @@ class VectorSpec:
     names: tuple[str, ...]  # one per dim; JointState names on the ROS side
     gripper_dims: tuple[int, ...] = ()  # dims (in this vector) that carry a gripper value
     coupled: tuple[CoupledDim, ...] = ()  # dims determined by another dim (mirrored gripper fingers)
+    groups: tuple[DimGroup, ...] = ()  # how plots put the dims on axes; empty: one axis for every dim
 
     def __post_init__(self):
         if self.dim <= 0:
@@ -79,6 +92,18 @@ class VectorSpec:
         chained = [c.source for c in self.coupled if c.source in coupled]
         if chained:
             raise ValueError(f"coupled: source dims {chained} are themselves coupled; name an independent source")
+        grouped = [d for g in self.groups for d in g.dims]
+        bad = [d for d in grouped if not 0 <= d < self.dim]
+        if bad or len(set(grouped)) != len(grouped):
+            raise ValueError(f"groups: dims must be in 0..{self.dim - 1} and in one group each, got {grouped}")
+
+    @property
+    def plot_groups(self) -> tuple[DimGroup, ...]:
+        """The declared groups plus one named "other" for dims in none (a single "all dims" group if none)."""
+        if not self.groups:
+            return (DimGroup("all dims", tuple(range(self.dim))),)
+        rest = tuple(sorted(set(range(self.dim)) - {d for g in self.groups for d in g.dims}))
+        return self.groups + ((DimGroup("other", rest),) if rest else ())
 
     @property
     def free_dims(self) -> tuple[int, ...]:

@@ -3,19 +3,27 @@
 Each node runs as ``python -m <module> --ros-args -r __node:=<name> --params-file <graph yaml> --params-file
 <argument overrides>``, i.e. exactly the nodes, parameters and remappings ``ros2 launch`` would start. Output lines
 are prefixed with ``[node]``. Ctrl-C / SIGTERM stop every node (SIGINT, then SIGTERM, then SIGKILL after a grace
-period) and exit 0. If a node exits on its own, the supervisor names it, stops the others and exits 1, unless it is
-the graph's ``ends_graph`` node (e.g. the LIBERO bridge after its last episode) exiting with 0: then the run is
-complete, the others are stopped and wp-launch exits 0 (a non-zero exit of that node still gives 1).
+period) and exit 0. If a node exits on its own, the supervisor names it, stops the others (SIGTERM first: a node
+still importing its modules ends without a KeyboardInterrupt traceback) and exits 1, unless it is the graph's
+``ends_graph`` node (e.g. the LIBERO bridge after its last episode) exiting with 0: then the run is complete, the
+others are stopped and wp-launch exits 0 (a non-zero exit of that node still gives 1).
+
+A node that cannot start (a missing checkpoint, a bad parameter, no CUDA for ``device:=cuda``) logs one ``cannot
+start: <reason>`` line and exits 1; wp-launch reports that as one line per node, ``[wp-launch] ERROR: node
+'planner' cannot start (exited with code 1): <reason>``, stops the graph and exits 1. Such a node never commanded
+the robot, so it gets no final hold.
 
 A node that ``covers`` another (the r1lite graph's ``final_hold`` covers the filler) is not started with the graph:
 it runs once, at once, when the covered node dies without a clean exit (crash, kill, non-zero code, or still
-running after SIGINT), so the robot gets an explicit hold on every command topic rather than silence. A filler that
-exits cleanly has sent its own final hold.
+running after the stop signals), so the robot gets an explicit hold on every command topic rather than silence. A
+filler that exits cleanly has sent its own final hold.
 
 A node process found stopped (state T: SIGSTOP, Ctrl-Z) for ``FROZEN_S`` is killed: a frozen filler would leave the
 robot without commands and nothing would notice; killed, it is a dead node (final hold, graph stopped, exit 1).
 Hung nodes that are not stopped show up as lost heartbeats on the aggregator's /diagnostics.
 
+    wp-launch r1lite policy:=ckpt/policy.yaml                    # every setting of the policy file
+    wp-launch r1lite policy:=ckpt/policy.yaml device:=cuda:1     # arguments override the policy file's settings
     wp-launch r1lite vlm_checkpoint:=ckpt/vlm ae_checkpoint:=ckpt/ae stats:=ckpt/stats.json tokenizer:=tok.model
     wp-launch r1lite --nodes aggregator use_sim_time:=true      # just the aggregator, following /clock
     wp-launch libero_sim --show-args
@@ -38,7 +46,8 @@ from typing import TextIO
 
 import yaml
 
-from wp_policy.graph import GRAPHS, ResolvedNode, get_graph, parse_launch_args, resolve_graph
+from wp_policy.cli_help import HelpFormatter
+from wp_policy.graph import GRAPHS, STARTUP_FAILURE, ResolvedNode, get_graph, parse_launch_args, resolve_graph
 from wp_policy.process_utils import die_with_parent
 
 POLL_S = 0.05
@@ -78,7 +87,9 @@ class Supervisor:
         self._covered: set[str] = set()  # covers already run
         self._stopped_since: dict[str, float] = {}  # node -> when it was first seen stopped (state T)
         self._stop = threading.Event()
-        self._readers: list[threading.Thread] = []
+        self._readers: dict[str, threading.Thread] = {}
+        self._startup_failures: dict[str, str] = {}  # node -> the reason it gave for not starting (reported once)
+        self._reported: set[str] = set()
         self._out_lock = threading.Lock()
         self._tmp = Path(tempfile.mkdtemp(prefix="wp-launch-"))
 
@@ -105,14 +116,14 @@ class Supervisor:
     def _start_relay(self, name: str, proc: subprocess.Popen) -> None:
         t = threading.Thread(target=self._relay, args=(name, proc), daemon=True)
         t.start()
-        self._readers.append(t)
+        self._readers[name] = t
 
     def _run_cover(self, covered: str, code: int | None) -> None:
         """Run the one-shot node that covers ``covered`` (once), because it ended with ``code`` (None: still alive
         after every signal, i.e. frozen)."""
         cover = self.covers.get(covered)
-        if cover is None or covered in self._covered:
-            return
+        if cover is None or covered in self._covered or covered in self._startup_failures:
+            return  # (a node that could not start never commanded the robot)
         self._covered.add(covered)
         why = "is not responding" if code is None else _describe_exit(code)
         self._print(f"[wp-launch] {covered} {why}: running {cover.name} so the robot gets a final hold")
@@ -129,6 +140,7 @@ class Supervisor:
         """Block until a stop request (-> 0), the ``ends_graph`` node finishing with 0 (-> 0), or any other node
         exit (-> 1); the remaining nodes are stopped in every case."""
         ends = {n.name for n in self.nodes if n.ends_graph}
+        first = signal.SIGINT
         try:
             while not self._stop.wait(POLL_S):
                 self._kill_frozen()
@@ -138,13 +150,16 @@ class Supervisor:
                         self._print(f"[wp-launch] node '{name}' finished (exit code 0); stopping the graph")
                         return 0
                     if code is not None and name not in self._covered_names:
-                        self._print(f"[wp-launch] ERROR: node '{name}' (pid {proc.pid}) {_describe_exit(code)}; "
-                                    "stopping the graph")
+                        self._report_exit(name, proc)
                         self._run_cover(name, code)
+                        # the others may still be importing (a start-up failure comes early): SIGTERM ends such a
+                        # process silently where SIGINT prints a KeyboardInterrupt traceback; a running node takes
+                        # either as a clean stop (node_main)
+                        first = signal.SIGTERM
                         return 1
             return 0
         finally:
-            self.shutdown()
+            self.shutdown(first)
 
     def _kill_frozen(self) -> None:
         now = time.monotonic()
@@ -162,17 +177,19 @@ class Supervisor:
     def _covered_names(self) -> set[str]:
         return {n.name for n in self.covers.values()}
 
-    def shutdown(self) -> None:
-        """SIGINT every running node, then SIGTERM, then SIGKILL, each after the grace period; then the cover of any
-        covered node that did not exit cleanly (0 after SIGINT)."""
+    def shutdown(self, first: signal.Signals = signal.SIGINT) -> None:
+        """``first`` (SIGINT) to every running node, then SIGTERM, then SIGKILL, each after the grace period; then the
+        cover of any covered node that did not exit cleanly (0 after the first signal)."""
         frozen = set()
-        for sig, wait_s in ((signal.SIGINT, self.grace_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+        steps = [(first, self.grace_s), *([(signal.SIGTERM, 2.0)] if first != signal.SIGTERM else []),
+                 (signal.SIGKILL, 2.0)]
+        for sig, wait_s in steps:
             alive = [p for p in self.procs.values() if p.poll() is None]
             if not alive:
                 break
             if sig == signal.SIGKILL:
                 frozen = {name for name, p in self.procs.items() if p.poll() is None}
-            if sig != signal.SIGINT:
+            if sig != first:
                 self._print(f"[wp-launch] {len(alive)} node(s) still running; sending {sig.name}")
             for p in alive:
                 _signal_group(p, sig)
@@ -183,13 +200,35 @@ class Supervisor:
             proc = self.procs.get(name)
             if proc is not None and (name in frozen or proc.returncode != 0):
                 self._run_cover(name, None if name in frozen else proc.returncode)
-        for t in self._readers:
+        for t in self._readers.values():
             t.join(timeout=2.0)
+        for name in list(self._startup_failures):  # others that failed while the graph was stopping
+            self._report_exit(name, self.procs[name])
         shutil.rmtree(self._tmp, ignore_errors=True)
 
+    def _report_exit(self, name: str, proc: subprocess.Popen) -> None:
+        """One ERROR line for a node that ended on its own: its start-up failure reason if it gave one."""
+        if name in self._reported:
+            return
+        self._reported.add(name)
+        self._readers[name].join(timeout=2.0)  # its last lines (the reason) are read before it is reported
+        reason = self._startup_failures.get(name)
+        if reason is not None:
+            self._print(f"[wp-launch] ERROR: node '{name}' cannot start ({_describe_exit(proc.returncode)}): {reason}")
+        else:
+            self._print(f"[wp-launch] ERROR: node '{name}' (pid {proc.pid}) {_describe_exit(proc.returncode)}; "
+                        "stopping the graph")
+
     def _relay(self, name: str, proc: subprocess.Popen) -> None:
+        """Print the node's output prefixed with its name; its fatal start-up failure line is kept for
+        _report_exit."""
         for raw in iter(proc.stdout.readline, b""):
-            self._print(f"[{name}] {raw.decode(errors='replace').rstrip()}")
+            line = raw.decode(errors="replace").rstrip()
+            head, found, reason = line.partition(STARTUP_FAILURE)
+            if found and "FATAL" in head and name not in self._startup_failures:
+                self._startup_failures[name] = reason
+                continue
+            self._print(f"[{name}] {line}")
         proc.stdout.close()
 
     def _print(self, line: str) -> None:
@@ -220,12 +259,14 @@ def _describe_exit(code: int) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    description, examples = __doc__.split("\n\n    wp-launch r1lite policy:=", 1)
     parser = argparse.ArgumentParser(
-        prog="wp-launch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="wp-launch", description=description, formatter_class=HelpFormatter,
+        epilog="examples:\n    wp-launch r1lite policy:=" + examples,
     )
     parser.add_argument("graph", choices=sorted(GRAPHS), help="graph to run (wp_policy.graph)")
     parser.add_argument("arguments", nargs="*", metavar="name:=value", help="launch arguments (see --show-args)")
-    parser.add_argument("--nodes", default="", help="comma-separated subset of nodes to start (default: all)")
+    parser.add_argument("--nodes", default="", help="comma-separated subset of nodes to start (empty: all)")
     parser.add_argument("--show-args", action="store_true", help="list the graph's arguments and exit")
     parser.add_argument("--print", dest="dry_run", action="store_true", help="print the node commands and exit")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds nodes get to exit after Ctrl-C")
@@ -237,7 +278,7 @@ def _show_args(graph_name: str) -> None:
     print(f"{graph.name}: {graph.description}\nnodes: {', '.join(n.name for n in graph.nodes)}\narguments:")
     for a in graph.arguments:
         choices = f" {{{', '.join(a.choices)}}}" if a.choices else ""
-        print(f"  {a.name}:={a.default!r} ({a.type}{choices})\n      {a.description}")
+        print(f"  {a.name}:={a.default!r} ({a.type}{choices})\n      {a.help}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from wp_policy.cli_help import HelpFormatter
 from wp_policy.robot_config import RobotConfig, load_robot_config
 from wp_policy.sim.base import SimEnv, SimUnavailableError
 from wp_policy.sim.protocol import RENDER_SIZE
@@ -295,7 +296,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="expert steps to record past the first successful one (a margin for the policy's stop)")
     parser.add_argument("--missed-grasp-fraction", type=float, default=0.0,
                         help="stand-ins: share of attempts recorded from a missed grasp (the expert shuts the hand "
-                             "above or beside the object unrecorded, the demo shows the recovery); default 0")
+                             "above or beside the object unrecorded, the demo shows the recovery)")
     return parser
 
 
@@ -326,7 +327,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wp-data collect-sim", description=__doc__.split("\n")[0],
-        epilog=__doc__.split("Examples::")[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Examples::")[1], formatter_class=HelpFormatter,
     )
     return add_arguments(parser)
 

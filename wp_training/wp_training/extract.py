@@ -4,8 +4,8 @@ Per episode, the measured vector is the concatenation of ``keys`` (LIBERO: ``sta
 seed: ``joint_position_arm_left joint_position_arm_right``), optionally restricted to ``dims``. Forced waypoints:
 the last frame and, with ``gripper_changes``, every frame after which a gripper's open/closed state changes (the
 dataset action's gripper dims in model space, 0 = closed .. 1 = open, split at ``gripper_level``). Selection is
-:mod:`wp_training.waypoints` (``dp`` exact minimum or ``greedy``), run on batches of episodes in worker processes
-while the main process keeps reading.
+:mod:`wp_training.waypoints` (``dp`` exact minimum, ``greedy``, or ``awe_dp`` = AWE's own DP), run on batches of
+episodes in worker processes while the main process keeps reading.
 
 Outputs in ``out_dir``:
   waypoint_indices.json   {"format", "config" (everything that produced it, incl. the source dir), "summary",
@@ -13,7 +13,8 @@ Outputs in ``out_dir``:
   <filtered_name>/1.0.0/  RLDS holding only the waypoint steps (same observation keys, action, instruction) plus
                           per step ``source_step`` (index in the original episode) and ``duration`` = steps to the
                           next waypoint (0 on the last one: the episode ends there)
-  plots/episode_<i>.png   optional: the measured dims over time with the waypoints marked
+  plots/episode_<i>.png   optional: the measured dims over time with the waypoints and gripper changes marked,
+                          one axis per dim group (LIBERO: eef position, rotation, fingers), legends naming dims
 
 Example::
 
@@ -49,7 +50,7 @@ class ExtractConfig:
     keys: tuple[str, ...] = ()  # observation vectors measured; empty: the robot's state_keys
     dims: tuple[int, ...] = ()  # positions inside the concatenated keys; empty: all
     threshold: float = 0.005  # max distance of any frame from its segment (units of the keys)
-    method: Literal["dp", "greedy"] = "dp"
+    method: Literal["dp", "greedy", "awe_dp"] = "dp"  # awe_dp: AWE's own DP, for comparison with AWE's tool
     max_segment: int | None = 32  # longest pair in steps (the AE horizon); None: unlimited
     gripper_changes: bool = True
     gripper_level: float = 0.5
@@ -255,24 +256,68 @@ def write_filtered(reader: RldsReader, robot: RobotConfig, index: WaypointIndex,
 
 
 # ---- plots ------------------------------------------------------------------------------------------------------
-def plot_episode(x: np.ndarray, waypoints: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """PNG of every measured dim over time (``x [T, D]``) with the waypoint frames marked."""
+PlotGroup = tuple[str, tuple[tuple[int, str], ...]]  # axis label, (column of x, dim label) per line
+
+
+def plot_groups(robot: RobotConfig, keys: Sequence[str], key_dims: Sequence[int],
+                dims: Sequence[int]) -> list[PlotGroup]:
+    """How the measured columns go on axes: with the robot's state keys, its proprio groups (a dim's name from the
+    robot config); other keys one axis each. ``key_dims``: width of each key; ``dims``: the selected positions."""
+    source = [(k, i) for k, n in zip(keys, key_dims) for i in range(n)]
+    columns = list(dims) if dims else list(range(len(source)))
+    if tuple(keys) == tuple(robot.state_keys):
+        dim_of = {j: d for d, j in enumerate(robot.proprio.indices)}
+        groups = [(g.name, tuple((c, robot.proprio.names[dim_of[j]]) for c, j in enumerate(columns)
+                                 if j in dim_of and dim_of[j] in g.dims)) for g in robot.proprio.plot_groups]
+        rest = tuple((c, f"{source[j][0]}[{source[j][1]}]") for c, j in enumerate(columns) if j not in dim_of)
+        groups.append(("other", rest))
+    else:
+        groups = [(key, tuple((c, f"{key}[{source[j][1]}]") for c, j in enumerate(columns) if source[j][0] == key))
+                  for key in keys]
+    return [g for g in groups if g[1]]
+
+
+def waypoint_figure(x: np.ndarray, waypoints: np.ndarray, title: str = "", groups: Sequence[PlotGroup] = (),
+                    gripper_frames: Sequence[int] = ()):
+    """The measured dims over time (``x [T, D]``), one axis per group (default: one for all), with the waypoint
+    frames marked and the forced gripper-change frames as red lines; legends name the dims."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    groups = list(groups) or [("measured value", tuple((d, f"dim {d}") for d in range(x.shape[1])))]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(11, 2.6 * len(groups) + 0.8), sharex=True, squeeze=False)
     t = np.arange(len(x))
-    for d in range(x.shape[1]):
-        line, = ax.plot(t, x[:, d], lw=1.0, alpha=0.8)
-        ax.plot(waypoints, x[waypoints, d], "o", ms=3.5, color=line.get_color())
-    for w in waypoints:
-        ax.axvline(w, color="0.85", lw=0.6, zorder=0)
-    ax.set_xlabel("step")
-    ax.set_ylabel("measured value")
-    ax.set_title(title or f"{len(waypoints)} waypoints / {len(x)} steps")
+    for ax, (name, lines) in zip(axes[:, 0], groups):
+        for d, label in lines:
+            line, = ax.plot(t, x[:, d], lw=1.2, alpha=0.85, label=label)
+            ax.plot(waypoints, x[waypoints, d], "o", ms=3.5, color=line.get_color())
+        for w in waypoints:
+            ax.axvline(w, color="0.85", lw=0.6, zorder=0)
+        for g in gripper_frames:
+            ax.axvline(g, color="tab:red", lw=1.2, ls="--")
+        handles = ax.get_legend_handles_labels()[0]
+        handles += [Line2D([], [], color="0.4", ls="none", marker="o", ms=3.5, label="waypoint"),
+                    Line2D([], [], color="0.85", label="waypoint frame")]
+        if len(gripper_frames):
+            handles.append(Line2D([], [], color="tab:red", ls="--", label="gripper change (forced)"))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    fig.suptitle(title or f"{len(waypoints)} waypoints / {len(x)} steps")
     fig.tight_layout()
+    return fig
+
+
+def plot_episode(x: np.ndarray, waypoints: np.ndarray, path: str | Path, title: str = "",
+                 groups: Sequence[PlotGroup] = (), gripper_frames: Sequence[int] = ()) -> Path:
+    """:func:`waypoint_figure` as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = waypoint_figure(x, waypoints, title, groups, gripper_frames)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -286,9 +331,11 @@ def _plot_selected(reader, robot, cfg, keys, index: WaypointIndex, out_dir: Path
         if not 0 <= i < reader.num_episodes:
             raise ValueError(f"plot episode {i} out of range (dataset has {reader.num_episodes} episodes)")
         _, episode = next(reader.episodes(i, i + 1, observation_keys=keys, step_keys=("action",)))
-        x, _ = episode_inputs(episode, robot, cfg, keys, i)
+        x, forced = episode_inputs(episode, robot, cfg, keys, i)
         title = f"episode {i}: {len(index.waypoints[i])} waypoints / {len(x)} steps ({cfg.method}, {cfg.threshold})"
-        paths.append(plot_episode(x, index.waypoints[i], out_dir / "plots" / f"episode_{i}.png", title))
+        widths = [np.asarray(episode["observation"][k]).reshape(len(x), -1).shape[1] for k in keys]
+        paths.append(plot_episode(x, index.waypoints[i], out_dir / "plots" / f"episode_{i}.png", title,
+                                  plot_groups(robot, keys, widths, cfg.dims), forced))
     return paths
 
 

@@ -40,6 +40,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from wp_policy.cli_help import HelpFormatter
 from wp_policy.config_io import ConfigError, load_config, parse_overrides
 from wp_training.distributed import fsdp_unit_modules
 from wp_training.train_config import TrainConfig, load_train_config
@@ -414,7 +415,7 @@ def format_plan(title: str, budget: ParamBudget, acts: ActivationModel, batch: i
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wp-train plan-memory", description=__doc__.split("\n\n")[0],
                                      epilog="Example: " + __doc__.split("Example::", 1)[1].strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="training YAML (counts from the model when installed, else memory.spec)")
     source.add_argument("--spec", help="a memory spec YAML (configs/memory/*.yaml) on its own")

@@ -26,10 +26,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from wp_policy.config_io import ConfigError, from_dict, parse_overrides
+from wp_policy.cli_help import HelpFormatter
+from wp_policy.config_io import ConfigError, parse_overrides
 from wp_policy.models.checkpoint import CONFIG_FILE
-from wp_training.train_config import TrainConfig
-from wp_training.train_state import list_checkpoints, read_trainer_state
+from wp_training.train_config import train_config_from_checkpoint
+from wp_training.train_state import list_checkpoints
 from wp_training.train_task import get_task
 
 SELECTION_FILE = "selection.json"
@@ -71,8 +72,7 @@ def export_candidate(candidate: Candidate, out_dir: Path) -> Path:
 
     if (out_dir / CONFIG_FILE).is_file():
         return out_dir
-    saved = read_trainer_state(candidate.checkpoint)["config"]
-    cfg = from_dict(TrainConfig, saved, source=str(candidate.checkpoint))
+    cfg = train_config_from_checkpoint(candidate.checkpoint)
     task = get_task(cfg.mode)
     if task.name != "vlm":
         raise ConfigError(f"{candidate.checkpoint}: a {task.name} checkpoint; selection compares planner (vlm) runs")
@@ -131,7 +131,7 @@ def select_checkpoint(run_dirs: list[Path], eval_config, policy, out_dir: Path, 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="wp-train select", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="wp-train select", formatter_class=HelpFormatter,
         description="Pick the planner checkpoint with the most simulated successes on held-out seeds.",
         epilog=__doc__.split("\n\n", 1)[1] + "\nexample:\n  wp-train select --runs runs/vlm runs/vlm_refine "
         "--policy runs/base_policy.yaml \\\n      --eval-config configs/eval/eval_lift.yaml --seed 1000 --episodes 20 "

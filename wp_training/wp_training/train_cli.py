@@ -4,17 +4,16 @@ Examples::
 
     # one process (debug) / two GPUs with DDP / continue the same run after a crash
     wp-train --mode ae --config configs/train/waypoint_ae_libero.yaml grad_accum=2
-    torchrun --standalone --nnodes=1 --nproc_per_node=2 -m wp_training.train_cli \\
+    .venv/bin/torchrun --standalone --nnodes=1 --nproc_per_node=2 -m wp_training.train_cli \\
         --mode vlm --config configs/train/waypoint_vlm_libero.yaml
-    torchrun --standalone --nnodes=1 --nproc_per_node=2 -m wp_training.train_cli \\
+    .venv/bin/torchrun --standalone --nnodes=1 --nproc_per_node=2 -m wp_training.train_cli \\
         --mode vlm --config configs/train/waypoint_vlm_libero.yaml --resume
 
     # will it fit? per-GPU memory for DDP and FSDP, and a batch/accumulation recommendation
     wp-train plan-memory --config configs/train/waypoint_vlm_libero.yaml --gpu-mem 24GiB --gpus 4
 
-    # inference export (LoRA merged) of any training checkpoint
-    wp-train export --config configs/train/waypoint_ae_libero.yaml \\
-        --checkpoint runs/ae_libero/checkpoints/step_00010000 --out runs/ae_libero/export_10000
+    # inference export (LoRA merged) of any training checkpoint (its run's config is stored in it)
+    wp-train export --checkpoint runs/ae_libero/checkpoints/step_00010000 --out runs/ae_libero/export_10000
 
     # ship the planner checkpoint with the most simulated successes on held-out seeds (see --help)
     wp-train select --runs runs/vlm --policy runs/base_policy.yaml --eval-config configs/eval/eval_lift.yaml \\
@@ -34,7 +33,8 @@ import sys
 from pathlib import Path
 
 from wp_policy.config_io import ConfigError, parse_overrides
-from wp_training.train_config import load_train_config
+from wp_policy.cli_help import HelpFormatter
+from wp_training.train_config import load_train_config, train_config_from_checkpoint
 from wp_training.train_state import CheckpointError
 from wp_training.train_task import TaskUnavailable, get_task
 
@@ -47,7 +47,7 @@ def _train_parser() -> argparse.ArgumentParser:
         description="Train a waypoint-VLA model (also: 'wp-train plan-memory --help', 'wp-train export --help', "
                     "'wp-train select --help').",
         epilog=__doc__.split("Examples::", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--mode", required=True, help="ae | vlm (must match the config's mode), or module:attribute")
     parser.add_argument("--config", required=True, help="training YAML (configs/train/*.yaml)")
@@ -57,11 +57,16 @@ def _train_parser() -> argparse.ArgumentParser:
 
 
 def _export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wp-train export", description="Export a training checkpoint for inference.")
-    parser.add_argument("--config", required=True, help="the training YAML the checkpoint was trained with")
+    parser = argparse.ArgumentParser(
+        prog="wp-train export", formatter_class=HelpFormatter,
+        description="Export a training checkpoint for inference (save_pretrained format, LoRA merged). The model is "
+                    "built from the run's config stored in the checkpoint, or from --config.",
+        epilog="example:\n  wp-train export --checkpoint runs/ae_libero/checkpoints/step_00010000 --out /tmp/ae_10k")
     parser.add_argument("--checkpoint", required=True, help="a checkpoints/step_XXXXXXXX directory")
     parser.add_argument("--out", required=True, help="output directory (save_pretrained format)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    parser.add_argument("--config", default=None,
+                        help="training YAML to build the model from instead of the config stored in the checkpoint")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
     return parser
 
 
@@ -90,9 +95,13 @@ def _run_export(argv: list[str]) -> int:
     from wp_training.trainer import export_checkpoint
 
     args = _export_parser().parse_args(argv)
-    cfg = load_train_config(args.config, parse_overrides(args.overrides))
+    overrides = parse_overrides(args.overrides)
+    if args.config is not None:
+        cfg, source = load_train_config(args.config, overrides), args.config
+    else:
+        cfg, source = train_config_from_checkpoint(Path(args.checkpoint), overrides), args.checkpoint
     task = get_task(cfg.mode)
-    model_cfg, _ = task.parse_configs(cfg.model, cfg.data, args.config)
+    model_cfg, _ = task.parse_configs(cfg.model, cfg.data, source)
     out = export_checkpoint(task, cfg, model_cfg, Path(args.checkpoint), Path(args.out))
     print(f"exported {args.checkpoint} -> {out}")
     return 0

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from wp_policy.config_io import ConfigError, load_config
+from wp_policy.config_io import ConfigError, apply_overrides, from_dict, load_config
 from wp_policy.paths import config_dir
 
 
@@ -186,6 +186,17 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainC
     return load_config(TrainConfig, path, overrides)
 
 
+def train_config_from_checkpoint(checkpoint: Path, overrides: dict | None = None) -> TrainConfig:
+    """The config a checkpoint was trained with (stored in its trainer state), with ``overrides`` applied."""
+    from wp_training.train_state import CheckpointError, read_trainer_state  # imports torch: only when needed
+
+    if not (Path(checkpoint) / "trainer.json").is_file():
+        raise CheckpointError(f"{checkpoint}: not a training checkpoint (no trainer.json); pass a "
+                              f"checkpoints/step_XXXXXXXX directory, or --config")
+    data = apply_overrides(dict(read_trainer_state(Path(checkpoint))["config"]), overrides)
+    return from_dict(TrainConfig, data, source=f"{checkpoint}/trainer.json")
+
+
 def global_batch(cfg: TrainConfig, world_size: int) -> int:
     return cfg.batch_size * world_size * cfg.grad_accum
 
@@ -196,7 +207,7 @@ def check_global_batch(cfg: TrainConfig, world_size: int) -> int:
     if total < cfg.min_global_batch:
         need = math.ceil(cfg.min_global_batch / (cfg.batch_size * world_size))
         raise ConfigError(
-            f"min_global_batch: global batch {cfg.batch_size} (batch_size) x {world_size} (GPUs) x {cfg.grad_accum} "
+            f"min_global_batch: global batch {cfg.batch_size} (batch_size) x {world_size} (processes) x {cfg.grad_accum} "
             f"(grad_accum) = {total} is below min_global_batch={cfg.min_global_batch}; set grad_accum={need} "
             f"(or more GPUs / a larger batch_size)"
         )

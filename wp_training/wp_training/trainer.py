@@ -245,7 +245,7 @@ def _setup(cfg: TrainConfig, task: TrainTask, env: DistEnv, model_cfg, data_cfg,
     logger = MetricsLogger(cfg.run_dir, cfg.log, to_dict(cfg), env.is_main, resume_step=step if loaded else None)
     logger.summary({**counts, "global_batch": total_batch, "world_size": env.world_size, "start_step": step})
     if env.is_main:
-        log.info("global batch = %d (batch_size) x %d (GPUs) x %d (grad_accum) = %d (min_global_batch %d)",
+        log.info("global batch = %d (batch_size) x %d (processes) x %d (grad_accum) = %d (min_global_batch %d)",
                  cfg.batch_size, env.world_size, cfg.grad_accum, total_batch, cfg.min_global_batch)
         log.info("parameters: %s; device %s; %s", counts, env.device, f"resumed at step {step}" if loaded else "fresh")
     return _Run(cfg, task, env, wrapped, optimizer, scheduler, stream, logger, model_cfg, step)

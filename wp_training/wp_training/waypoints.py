@@ -17,6 +17,11 @@ Definitions (docs/training-data.md, "Waypoint extraction"), for one trajectory `
   Splits of different segments do not interact, so this yields exactly the set that AWE's "add the globally worst
   frame until under threshold" loop yields (:func:`reference_greedy`), one pass per recursion depth instead of one
   per added frame.
+- ``awe_dp``: AWE's own ``dp_waypoint_selection`` (position-only metric) reproduced exactly, for comparing against
+  data extracted with AWE's tool; :func:`reference_awe_dp` is its specification. Its DP places a waypoint ``i``
+  after a predecessor ``p`` but measures the segment from ``p + 1`` to ``i``, so the frames between ``p`` and ``i``
+  are not checked against the pair ``(p, i)`` that is kept: its sets are smaller than ``dp``'s and may exceed the
+  threshold under this module's metric. The returned selection is AWE's set plus frame 0 (the start anchor).
 
 Why ``max_segment`` (default 32 in :mod:`wp_training.extract`): a longer pair can neither be filled by the Action
 Expert (horizon 32) nor written as a duration token (0..33), and the bound makes the exact DP ``O(N L^2)``
@@ -34,8 +39,8 @@ from typing import Literal, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
-Method = Literal["dp", "greedy"]
-METHODS = ("dp", "greedy")
+Method = Literal["dp", "greedy", "awe_dp"]
+METHODS = ("dp", "greedy", "awe_dp")
 _BIG = np.iinfo(np.int64).max // 4
 _DEGENERATE = 1e-18  # squared segment length below which a segment counts as a point
 
@@ -79,6 +84,8 @@ def select_waypoints_batch(
         return [np.zeros(1, np.int64) for _ in trajectories]
     if method == "dp":
         return packed.unpack(_dp_select(packed, threshold, limit))
+    if method == "awe_dp":
+        return packed.unpack(_awe_dp_select(packed, threshold, limit))
     return packed.unpack(_greedy_select(packed, threshold, limit))
 
 
@@ -118,18 +125,21 @@ def segment_errors(x: np.ndarray, waypoints: Sequence[int]) -> np.ndarray:
 class _Packed:
     """Episodes concatenated into ``x [S, D]`` (each centred), their starts, ``barrier`` and ``limit_end``.
 
+    ``raw [S, D]`` keeps the uncentred values: ``awe_dp`` needs exact equality of frames, which centring can blur.
+
     ``barrier [S]`` marks the frames every selection must contain besides the start (forced frames, episode ends).
 
     ``limit_end[p]`` is the furthest frame a segment starting at ``p`` may reach: the next forced frame after ``p``
     or the end of ``p``'s episode, whichever comes first (segments never jump over a forced frame).
     """
 
-    def __init__(self, x, starts, lengths, barrier, limit_end):
-        self.x, self.starts, self.lengths, self.barrier, self.limit_end = x, starts, lengths, barrier, limit_end
+    def __init__(self, x, raw, starts, lengths, barrier, limit_end):
+        self.x, self.raw, self.starts, self.lengths = x, raw, starts, lengths
+        self.barrier, self.limit_end = barrier, limit_end
 
     @classmethod
     def build(cls, trajectories, forced) -> "_Packed":
-        arrays = []
+        arrays, raws = [], []
         for i, traj in enumerate(trajectories):
             a = np.asarray(traj, dtype=np.float64)
             if a.ndim != 2 or a.shape[0] == 0:
@@ -139,6 +149,7 @@ class _Packed:
                 raise ValueError(f"trajectory {i}: contains NaN or inf (first frames: {rows})")
             if arrays and a.shape[1] != arrays[0].shape[1]:
                 raise ValueError(f"trajectory {i}: has {a.shape[1]} dims, trajectory 0 has {arrays[0].shape[1]}")
+            raws.append(a)
             arrays.append(a - a.mean(axis=0))
         lengths = np.array([len(a) for a in arrays], np.int64)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -155,7 +166,7 @@ class _Packed:
         limit_end = barriers[np.minimum(nxt, len(barriers) - 1)]
         episode_end = np.repeat(starts + lengths - 1, lengths)
         limit_end = np.where(nxt < len(barriers), np.minimum(limit_end, episode_end), episode_end)
-        return cls(np.concatenate(arrays), starts, lengths, barrier, limit_end)
+        return cls(np.concatenate(arrays), np.concatenate(raws), starts, lengths, barrier, limit_end)
 
     def unpack(self, selected: np.ndarray) -> list[np.ndarray]:
         return [np.flatnonzero(selected[s : s + n]).astype(np.int64) for s, n in zip(self.starts, self.lengths)]
@@ -217,7 +228,11 @@ def _dp_select(packed: _Packed, threshold: float, limit: int) -> np.ndarray:
 
 
 def _dp_backpointers(ending: np.ndarray, starts: np.ndarray, lengths: np.ndarray, limit: int) -> np.ndarray:
-    """``back[j]`` = predecessor of frame j on a fewest-waypoint path; all episodes advance one frame per step."""
+    """``back[j]`` = predecessor of frame j on a fewest-waypoint path; all episodes advance one frame per step.
+
+    A frame no allowed segment reaches keeps ``back = -1`` (never in ``dp``, where ``(j - 1, j)`` is always
+    allowed; ``awe_dp`` has such frames).
+    """
     order = np.argsort(-lengths, kind="stable")  # longest first: the episodes still running form a prefix
     starts_o, lengths_o = starts[order], lengths[order]
     count = np.zeros(len(ending), np.int64)
@@ -231,19 +246,69 @@ def _dp_backpointers(ending: np.ndarray, starts: np.ndarray, lengths: np.ndarray
         cost = np.where(ok, count[np.maximum(preds, 0)], _BIG)
         best = np.argmin(cost, axis=1)
         rows = np.arange(active)
-        count[ends] = cost[rows, best] + 1
-        back[ends] = preds[rows, best]
+        reached = cost[rows, best] < _BIG
+        count[ends] = np.where(reached, cost[rows, best] + 1, _BIG)
+        back[ends] = np.where(reached, preds[rows, best], -1)
     return back
 
 
 def _trace(back: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The frames on each episode's path from its last frame back to its start (just the start if it is unreached)."""
     selected = np.zeros(len(back), bool)
-    cur = starts + lengths - 1
+    ends = starts + lengths - 1
+    cur = np.where((back[ends] >= 0) | (lengths == 1), ends, starts)
     selected[cur] = True
     while np.any(cur > starts):
         cur = np.where(cur > starts, back[cur], cur)
         selected[cur] = True
     return selected
+
+
+# ---- AWE's DP (awe_dp) ------------------------------------------------------------------------------------------
+def _equal_band(raw: np.ndarray, limit: int) -> np.ndarray:
+    """``E [S, limit + 1]``: ``E[p, l]`` = frames ``p`` and ``p + l`` are exactly equal (False beyond the end)."""
+    size = len(raw)
+    eq = np.zeros((size, limit + 1), bool)
+    for lag in range(min(limit, size - 1) + 1):
+        eq[: size - lag, lag] = np.all(raw[: size - lag] == raw[lag:], axis=1)
+    return eq
+
+
+def _awe_dp_select(packed: _Packed, threshold: float, limit: int) -> np.ndarray:
+    """Boolean ``[S]``: AWE's set of each episode, its forced frames and frame 0 (see :func:`reference_awe_dp`).
+
+    Waypoint ``i`` with predecessor ``p`` (a gap ``i - p <= limit``) is allowed when AWE accepts the segment
+    ``(p + 1, i)``: cut at the forced frames inside it, every sub-segment ``(a, b)`` has distinct end frames (AWE's
+    0/0 projection gives NaN otherwise, which fails its test) and all frames ``a .. b - 1`` lie strictly closer
+    than ``threshold`` to it. A sub-segment between two forced frames is the same whatever the segment, so its
+    verdict is counted once (``bad_before``) and a segment checks only its head, the forced run and its tail.
+    """
+    size = len(packed.x)
+    span = max(limit - 1, 1)  # the longest segment (p + 1, i)
+    accept = (_max_sq_errors(packed.x, span) < threshold * threshold) & ~_equal_band(packed.raw, span)
+    forced = np.flatnonzero(packed.barrier)  # forced frames and episode ends (an end never lies inside a segment)
+    first_at = np.searchsorted(forced, np.arange(size), side="left")  # index of the first forced frame >= frame
+    gaps = np.diff(forced)
+    pair_ok = np.zeros(len(gaps), bool)
+    short = gaps <= span
+    pair_ok[short] = accept[forced[:-1][short], gaps[short]]
+    bad_before = np.concatenate([[0], np.cumsum(~pair_ok)])  # bad forced-to-forced sub-segments before index m
+    ending = np.zeros((size, limit + 1), bool)
+    for lag in range(2, limit + 1):
+        seg = lag - 1
+        i = np.arange(seg, size)
+        k = i - seg
+        head_idx = np.minimum(first_at[k], len(forced) - 1)
+        head_end = forced[head_idx]  # the first forced frame >= k
+        inside = head_end < i
+        tail_idx = np.maximum(first_at[i] - 1, 0)
+        tail_start = forced[tail_idx]  # the last forced frame < i (when inside)
+        head_ok = (head_end == k) | accept[k, np.clip(head_end - k, 0, span)]
+        run_ok = bad_before[tail_idx] == bad_before[head_idx]
+        tail_ok = accept[tail_start, np.clip(i - tail_start, 0, span)]
+        ending[seg:, lag] = np.where(inside, head_ok & run_ok & tail_ok, accept[k, seg])
+    selected = _trace(_dp_backpointers(ending, packed.starts, packed.lengths, limit), packed.starts, packed.lengths)
+    return selected | packed.barrier
 
 
 # ---- greedy (recursive split) -----------------------------------------------------------------------------------
@@ -348,3 +413,48 @@ def reference_greedy(
                 return np.array(chosen, np.int64)
             worst_t = (long[0][0] + long[0][1]) // 2
         chosen = sorted(chosen + [worst_t])
+
+
+def _awe_point_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """AWE's clamped point-to-segment distance; NaN when ``a == b`` (its projection divides 0 by 0)."""
+    v = b - a
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.clip(np.dot(p - a, v) / np.dot(v, v), 0.0, 1.0)
+    return float(np.linalg.norm(p - (a + s * v)))
+
+
+def reference_awe_error(x: np.ndarray, k: int, i: int, forced: Sequence[int] = ()) -> float:
+    """AWE's error of the segment ``(k, i)``: cut at the forced frames ``k <= j < i``, the largest distance of
+    frames ``a .. b - 1`` to each sub-segment ``(a, b)`` (NaN propagates, so a zero-length sub-segment fails)."""
+    cuts = sorted({k, i} | {int(j) for j in forced if k <= j < i})
+    errors = [_awe_point_distance(x[t], x[a], x[b]) for a, b in zip(cuts[:-1], cuts[1:]) for t in range(a, b)]
+    return float(np.max(errors))
+
+
+def reference_awe_dp(
+    x: np.ndarray, threshold: float, forced: Sequence[int] = (), max_segment: int | None = None
+) -> np.ndarray:
+    """AWE's ``dp_waypoint_selection`` (lucys0/awe, position-only metric), as its code runs, in float64.
+
+    Frames ``0 .. N-1``; ``forced`` gets ``N - 1`` added (AWE adds the gripper-change frames only when not
+    ``pos_only``; here they are whatever the caller passes). ``best[0] = (0, [])``. For ``i = 1 .. N-1`` and
+    ``k = 1 .. i-1`` (ascending) the segment ``(k, i)`` is accepted when :func:`reference_awe_error` is strictly
+    below ``threshold``, proposing ``(1 + best[k-1].count, best[k-1].set + [i])``; the first strictly smaller
+    count wins, and no accepted proposal leaves ``best[i] = (inf, [])``. AWE initialises ``best[1] = (1, [1])``,
+    but its ``i = 1`` pass (no ``k``) overwrites that with ``(inf, [])``, so frame 1 is never a DP waypoint.
+    Result: ``best[N-1].set`` united with the forced frames, sorted (frame 0 is not in it). ``max_segment``
+    (not AWE's) limits the gap ``i - (k - 1)``; ``None`` is AWE.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    forced_all = sorted({int(f) for f in forced} | {n - 1})
+    count, sets = [0.0] + [np.inf] * (n - 1), [[]] + [[] for _ in range(n - 1)]
+    for i in range(1, n):
+        best, chosen = np.inf, []
+        for k in range(1, i):
+            if max_segment is not None and i - (k - 1) > max_segment:
+                continue
+            if reference_awe_error(x, k, i, forced_all) < threshold and 1 + count[k - 1] < best:
+                best, chosen = 1 + count[k - 1], sets[k - 1] + [i]
+        count[i], sets[i] = best, chosen
+    return np.array(sorted(set(sets[n - 1]) | set(forced_all)), np.int64)

@@ -25,7 +25,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from wp_policy.heartbeat import HeartbeatMonitor
 from wp_policy.image_proc import ImageDecodeError, resize_with_pad
-from wp_policy.obs_sync import InvalidInput, ObsSynchronizer
+from wp_policy.obs_sync import DEFAULT_INPUT_TIMEOUT, DEFAULT_SYNC_TOLERANCE, InvalidInput, ObsSynchronizer
 from wp_policy.robot_config import load_robot_config
 from wp_policy.ros.conversions import (
     image_msg_to_rgb,
@@ -41,8 +41,10 @@ from wp_policy.ros.topics import DIAGNOSTICS_TOPIC, OBS_QOS, PROPRIO_TOPIC, TOPI
 
 PARAMS = {  # name: (default, description)
     "robot_config": ("r1lite", "robot config name (configs/robots/<name>.yaml) or path to a robot YAML"),
-    "sync_tolerance": (0.05, "max |stamp difference| (s) between the views and the proprio sample of one set"),
-    "input_timeout": (0.5, "an input not received for this long (s, node clock) is stale: no sets are published"),
+    "sync_tolerance": (DEFAULT_SYNC_TOLERANCE, "max |stamp difference| (s) between the views and the proprio "
+                                               "sample of one set"),
+    "input_timeout": (DEFAULT_INPUT_TIMEOUT, "an input not received for this long (s, node clock) is stale: no sets "
+                                             "are published"),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
     "image_size": (0, "model resolution (square, pixels); 0 = the robot config's image_size"),
     "input_qos": ("", "QoS profile name for the camera/feedback subscriptions; empty = the robot config's. "

@@ -19,6 +19,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from tqdm import tqdm
 
+from wp_policy.cli_help import HelpFormatter
 from wp_policy.robot_config import load_robot_config
 from wp_policy.ros.bag_io import BagReader, BagWriter
 from wp_policy.ros.bag_synth import SynthSpec, write_synthetic_bag
@@ -26,36 +27,47 @@ from wp_policy.ros.bag_synth import SynthSpec, write_synthetic_bag
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wp-bag", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    rec = sub.add_parser("record", help="record topics to a bag")
-    rec.add_argument("topics", nargs="+", help="topic names, or 'all'")
+    def command(name: str, summary: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=f"{summary}.", epilog=f"example:\n  {example}",
+                              formatter_class=HelpFormatter)
+
+    rec = command("record", "record topics to a bag (MCAP file or rosbag2 directory) until Ctrl-C or --duration",
+                  "wp-bag record /wp/waypoints /diagnostics -o /tmp/run.mcap --duration 30")
+    rec.add_argument("topics", nargs="+", help="topic names, or 'all' (every topic seen during discovery)")
     rec.add_argument("-o", "--output", required=True, help="x.mcap (one file) or a rosbag2 directory name")
     rec.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
-    play = sub.add_parser("replay", help="publish a bag's messages")
-    play.add_argument("bag")
+    play = command("replay", "publish a bag's messages, timed (original rhythm x --rate) or in lock-step",
+                   "wp-bag replay /tmp/r1.mcap --lockstep --step 0.0667 --ack /wp/obs/proprio")
+    play.add_argument("bag", help="an MCAP file or a rosbag2 directory")
     play.add_argument("--rate", type=float, default=1.0, help="timed replay speed factor")
     play.add_argument("--lockstep", action="store_true", help="step through bag time, publishing /clock")
     play.add_argument("--step", type=float, default=0.0, help="lock-step length in s of bag time (0: per message)")
-    play.add_argument("--ack", action="append", default=[], help="lock-step: wait for this topic after each step")
+    play.add_argument("--ack", action="append", default=[],
+                      help="lock-step: wait for a message on this topic after each step (repeatable)")
     play.add_argument("--ack-timeout", type=float, default=5.0, help="lock-step: seconds to wait for acks")
     play.add_argument("--clock", action="store_true", help="timed replay: also publish /clock from bag time")
-    play.add_argument("--topics", nargs="+", default=None, help="replay only these topics")
+    play.add_argument("--topics", nargs="+", default=None, help="replay only these topics (default: all)")
     play.add_argument("--wait-subscribers", type=float, default=5.0,
                       help="seconds to wait for subscribers on every topic before starting")
     play.add_argument("--settle", type=float, default=0.5,
                       help="seconds to wait after that, so subscribers finish discovery too")
-    info = sub.add_parser("info", help="list a bag's topics")
-    info.add_argument("bag")
-    synth = sub.add_parser("synth", help="write a synthetic bag for a robot config")
+    info = command("info", "list a bag's topics with message types, counts, rates and time span",
+                   "wp-bag info /tmp/r1.mcap")
+    info.add_argument("bag", help="an MCAP file or a rosbag2 directory")
+    synth = command("synth", "write a synthetic bag for a robot config: its cameras (JPEG) and joint feedback on "
+                    "the config's topics, with realistic stamps and latencies, no robot needed",
+                    "wp-bag synth r1lite -o /tmp/r1.mcap --duration 10")
     synth.add_argument("robot", help="robot config name (configs/robots/) or YAML path")
-    synth.add_argument("-o", "--output", required=True)
-    synth.add_argument("--duration", type=float, default=SynthSpec.duration_s)
-    synth.add_argument("--camera-hz", type=float, default=SynthSpec.camera_hz)
-    synth.add_argument("--feedback-hz", type=float, default=SynthSpec.feedback_hz)
-    synth.add_argument("--width", type=int, default=SynthSpec.width)
-    synth.add_argument("--height", type=int, default=SynthSpec.height)
-    synth.add_argument("--seed", type=int, default=SynthSpec.seed)
+    synth.add_argument("-o", "--output", required=True, help="x.mcap (one file) or a rosbag2 directory name")
+    synth.add_argument("--duration", type=float, default=SynthSpec.duration_s, help="seconds of robot time")
+    synth.add_argument("--camera-hz", type=float, default=SynthSpec.camera_hz, help="frame rate of every camera")
+    synth.add_argument("--feedback-hz", type=float, default=SynthSpec.feedback_hz,
+                       help="rate of every joint-feedback topic")
+    synth.add_argument("--width", type=int, default=SynthSpec.width, help="image width in pixels")
+    synth.add_argument("--height", type=int, default=SynthSpec.height, help="image height in pixels")
+    synth.add_argument("--seed", type=int, default=SynthSpec.seed, help="seed of the images and joint motion")
     return parser
 
 

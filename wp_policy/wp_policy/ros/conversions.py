@@ -11,12 +11,12 @@ from collections.abc import Sequence
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CompressedImage, Image, JointState
+from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from wp_policy.command_map import CommandPayload
-from wp_policy.image_proc import decode_jpeg, decode_raw
-from wp_policy.obs_sync import InvalidInput
+from wp_policy.image_proc import image_msg_to_rgb  # noqa: F401  (re-exported: ROS-free, shared with wp-data)
+from wp_policy.obs_sync import InvalidInput, joint_state_position  # noqa: F401  (re-exported, as above)
 from wp_policy.runtime.stop_latch import message_identity
 
 _NS = 1_000_000_000
@@ -48,13 +48,6 @@ def clock_msg(ns: int) -> Clock:
     return Clock(clock=ns_to_stamp(ns))
 
 
-def image_msg_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
-    """Image (rgb8/bgr8/rgba8/bgra8/mono8) or CompressedImage (JPEG/PNG) -> ``uint8 [H, W, 3]`` RGB."""
-    if isinstance(msg, CompressedImage):
-        return decode_jpeg(msg.data)
-    return decode_raw(msg.data, msg.height, msg.width, msg.encoding, msg.step)
-
-
 def rgb_to_image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "") -> Image:
     """``uint8 [H, W, 3]`` -> sensor_msgs/Image rgb8."""
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
@@ -65,14 +58,6 @@ def rgb_to_image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "") -> Imag
     msg.header.frame_id = frame_id
     msg.data = rgb.tobytes()
     return msg
-
-
-def joint_state_position(msg: JointState) -> np.ndarray:
-    """``msg.position`` as float64 [n]; names (when given) must match it in length. Finiteness is the caller's."""
-    pos = np.asarray(msg.position, dtype=np.float64)
-    if msg.name and len(msg.name) != pos.size:
-        raise InvalidInput(f"JointState has {len(msg.name)} names but {pos.size} positions")
-    return pos
 
 
 def make_joint_state(

@@ -4,7 +4,9 @@ A node owns one :class:`Diagnostics`; it calls :meth:`count`, :meth:`event` and 
 and a timer publishes every ``period`` seconds (plus :meth:`alert` for urgent changes, e.g. a rejected message).
 Counters are cumulative; rates and latencies cover the window since the previous publication. Values are published
 as KeyValue strings named ``count.<key>``, ``rate_hz.<key>``, ``latency_ms.<key>.{p50,p99,max}`` so tools can parse
-them. The node supplies the level and message through ``status_fn``.
+them. The node supplies the level and message through ``status_fn``; a condition that lasts as long as the node
+(running on the CPU because ``device auto`` found no GPU) goes in :attr:`Diagnostics.standing` and keeps the level
+at WARN or above, appended to every message.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Diagnostics:
         self.hardware_id = hardware_id
         self.counters: Counter[str] = Counter()
         self.extra: list[Callable[[], Mapping[str, object]]] = []  # more values, e.g. a SafetyFilter's counters
+        self.standing: list[str] = []  # lasting warnings, reported in every message (see module docstring)
         self._events: Counter[str] = Counter()
         self._latencies: defaultdict[str, list[float]] = defaultdict(list)
         self._window_start = time.monotonic()
@@ -65,6 +68,8 @@ class Diagnostics:
     def publish_now(self) -> None:
         self._last_publish = time.monotonic()
         level, message = self.status_fn()
+        if self.standing:
+            level, message = max(level, WARN), "; ".join([message, *self.standing])
         status = DiagnosticStatus(
             level=level, name=self.node.get_fully_qualified_name(), message=message, hardware_id=self.hardware_id
         )

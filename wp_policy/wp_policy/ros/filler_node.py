@@ -71,7 +71,6 @@ from wp_policy.ros.qos import qos_profile
 from wp_policy.ros.topics import (ACTION_CHUNK_TOPIC, HOLD_FRAME_PREFIX, INSTRUCTION_TOPIC, REPLAN_TOPIC,
                                   RESUME_SERVICE, STOP_QOS, STOP_SERVICE, STOP_STATE_TOPIC, STOP_TOPIC, TOPIC_QOS,
                                   WAYPOINTS_TOPIC)
-from wp_policy.runtime.policy import WaypointPolicy
 from wp_policy.runtime.runner import WaypointRunner
 from wp_policy.runtime.stop_latch import StopLatch
 from wp_policy.safety import SafetyDecision, SafetyFilter
@@ -92,8 +91,8 @@ PARAMS = {
     "fill_lead_s": (0.15, "lookahead: also fill pairs that start within this time (cover the AE latency, so short "
                           "pairs do not starve the stream)"),
     "replan_retry_s": (2.0, "s (wall clock) before an unanswered /wp/replan is sent again"),
-    "num_flow_steps": (10, "Euler steps of the AE sampler"),
-    "seed": (0, "AE noise seed (combined with each observation stamp)"),
+    "num_flow_steps": (policy_params.policy_default("num_flow_steps"), "Euler steps of the AE sampler"),
+    "seed": (policy_params.policy_default("seed"), "AE noise seed (combined with each observation stamp)"),
     "final_hold_ticks": (3, "wall clock: control periods of hold commands sent on shutdown, before falling silent"),
 }
 READ_ONLY = (*policy_params.READ_ONLY, "replan_mode", "pairs_per_plan", "clock_mode", "command_qos", "plan_lead_s",
@@ -114,12 +113,12 @@ class _Request:
 class FillerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("filler", **kwargs)
-        # first: a failed start-up (a bad checkpoint) still destroys the node cleanly
+        # first: rclpy's shutdown destroys every node it tracks, also one whose start-up failed below
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ae")
         p = policy_params.declare(self, PARAMS, READ_ONLY)
         policy_params.apply_cpu_threads(p["cpu_threads"])
-        self.policy = WaypointPolicy.from_config(policy_params.policy_config(
-            p, "ae_checkpoint", num_flow_steps=p["num_flow_steps"], seed=p["seed"]))
+        self.policy = policy_params.load_policy(p, "ae_checkpoint", num_flow_steps=p["num_flow_steps"],
+                                                seed=p["seed"])
         self.robot = robot = self.policy.robot
         self.p = p
         self.lockstep = p["clock_mode"] == "lockstep"
@@ -132,6 +131,7 @@ class FillerNode(Node):
         self._fill_seconds: deque[float] = deque()  # appended by the worker, drained on the executor thread
         self._init_state()
         self.diag = Diagnostics(self, p["diagnostics_period"], self._status)
+        policy_params.report_device(self, self.policy, self.diag)
         self.diag.extra.append(lambda: {f"count.safety.{k}": v for k, v in self.safety.counters.items()})
         self.diag.extra.append(lambda: {"count.rejected.obs": self.obs.rejected,
                                         "count.proprio_clipped": self.policy.proprio_clipped})
@@ -139,7 +139,8 @@ class FillerNode(Node):
         self._create_interfaces()
         self._publish_latch()
         self.get_logger().info(
-            f"{robot.robot_type}: {p['replan_mode']} filling with {p['checkpoint']} on {p['device']}, "
+            f"{robot.robot_type}: {p['replan_mode']} filling with {p['checkpoint']} on {self.policy.device} "
+            f"({p['num_flow_steps']} flow steps, seed {p['seed']}), "
             f"{'one command per observation set (lock-step)' if self.lockstep else f'{robot.control_hz:g} Hz timer'}"
             f" -> {', '.join(self.mapper.topics)}")
         gc.freeze()  # the loaded model's objects are static: keep them out of the collector (no GC pauses in the
@@ -566,7 +567,9 @@ class FillerNode(Node):
         self.get_logger().info(f"sent {self.p['final_hold_ticks']} final hold(s) on {', '.join(self.mapper.topics)}")
 
     def destroy_node(self):
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        pool = getattr(self, "_pool", None)  # absent when Node.__init__ failed (e.g. use_sim_time:=yes)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         return super().destroy_node()
 
 

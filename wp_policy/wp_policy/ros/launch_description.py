@@ -2,7 +2,8 @@
 
 Every graph argument is declared first (default + description). The nodes are created at launch time by an
 OpaqueFunction that hands the argument values to :func:`wp_policy.graph.resolve_graph`, the same function
-``wp-launch`` uses, so both launchers start the same nodes with the same parameters files, parameters and remaps.
+``wp-launch`` uses, so both launchers start the same nodes with the same parameters files, parameters and remaps;
+it also reads the ``policy:=`` file there (``wp_policy.policy_config`` needs neither torch nor the project venv).
 A node marked ``ends_graph`` shuts the launch down when it exits (as wp-launch does). A node that ``covers`` another
 (the final hold) is not started with the graph: an ``OnProcessExit`` handler starts it when the covered node exits
 (launch does not tell a clean exit from a crash there, so it also runs after a clean one: one more hold, harmless).
@@ -27,8 +28,7 @@ def graph_launch_description(graph_name: str) -> LaunchDescription:
     declared = []
     for arg in graph.arguments:
         kwargs = {"choices": list(arg.choices)} if arg.choices else {}
-        declared.append(DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description,
-                                              **kwargs))
+        declared.append(DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.help, **kwargs))
     return LaunchDescription([*declared, OpaqueFunction(function=_launch_nodes, args=[graph])])
 
 

@@ -26,6 +26,10 @@ Every command is checked by a :class:`wp_policy.safety.SafetyFilter` before it r
 wrong-size command is replaced by a hold (zero motion, last gripper command) and counted on /diagnostics; the node
 never crashes on a bad message. One summary per episode goes to ``/libero/episode_result`` (std_msgs/String, JSON).
 
+The bridge also listens on /wp/waypoints: each plan is recorded with the policy step of the observation it was made
+from (its stamp), next to the observed proprio of every step, so ``results.json`` holds what ``wp-eval plot`` draws,
+and the episode videos show the current plan like ``wp-eval``'s (:mod:`wp_policy.sim.recording`).
+
     python -m wp_policy.ros.libero_bridge_node --ros-args -p env:=robosuite:Lift -p trials:=5 -p use_sim_time:=true
 """
 
@@ -57,16 +61,17 @@ from wp_policy.ros import policy_params
 from wp_policy.ros.conversions import clock_msg, make_joint_state, rgb_to_image_msg, stamp_to_ns
 from wp_policy.ros.diagnostics import ERROR, OK, WARN, Diagnostics
 from wp_policy.ros.node_main import STARTUP_ERRORS
-from wp_policy.ros.plan_msgs import stop_message
+from wp_policy.ros.plan_msgs import recorded_plan, stop_message
 from wp_policy.ros.qos import qos_profile
 from wp_policy.ros.topics import (CLOCK_TOPIC, HOLD_FRAME_PREFIX, INSTRUCTION_TOPIC, TOPIC_QOS, WAYPOINTS_TOPIC,
                                   camera_topic)
 from wp_policy.safety import SafetyFilter
 from wp_policy.sim.base import SimUnavailableError
 from wp_policy.sim.eval_cli import EvalConfig, episode_specs, format_table, summarize
-from wp_policy.sim.protocol import NUM_WAIT_STEPS, RENDER_SIZE, VIDEO_FPS, WAIT_ACTION, video_filename
+from wp_policy.sim.protocol import NUM_WAIT_STEPS, RENDER_SIZE, WAIT_ACTION, video_filename
+from wp_policy.sim.recording import VIDEO_SIZE, EpisodeRecorder, check_video_size
 from wp_policy.sim.registry import SimEnvConfig, make_env
-from wp_policy.sim.rollout import VIDEO_VIEW, EpisodeResult, EpisodeSpec, reset_episode, step_stamp_ns, write_video
+from wp_policy.sim.rollout import EpisodeResult, EpisodeSpec, reset_episode, step_stamp_ns
 
 RESULT_TOPIC = "/libero/episode_result"
 _JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
@@ -85,7 +90,8 @@ PARAMS = {  # name: (default, description)
     "replan_mode": ("after_last", "the filler's replan mode, recorded in the results"),
     "pairs_per_plan": (0, "the filler's pairs_per_plan, recorded in the results"),
     "output_dir": ("", "folder for results.json and the videos; empty: write nothing"),
-    "record_video": (True, "one MP4 per episode (agentview, LIBERO naming) in output_dir"),
+    "record_video": (True, "one MP4 per episode (agentview + wrist, plan overlay; LIBERO naming) in output_dir"),
+    "video_size": (VIDEO_SIZE, "pixels per view in the episode videos (even, 64..2048)"),
     "instruction": ("", "instruction override; empty: the task's own"),
     "instruction_lead_s": (0.2, "wall seconds between the instruction and an episode's first observation"),
     "command_timeout_s": (300.0, "lockstep: wall seconds to wait for one step's command before failing (a plan "
@@ -118,6 +124,7 @@ class BridgeConfig:
     pairs_per_plan: int = 0
     output_dir: str = ""
     record_video: bool = True
+    video_size: int = VIDEO_SIZE
     instruction: str = ""
     instruction_lead_s: float = 0.2
     command_timeout_s: float = 300.0
@@ -142,6 +149,10 @@ class BridgeConfig:
             "settle_s": (self.settle_s >= 0, "must be >= 0"),
         }
         bad = [f"{k} {why}, got {getattr(self, k)!r}" for k, (ok, why) in checks.items() if not ok]
+        try:
+            check_video_size(self.video_size)
+        except ValueError as exc:
+            bad.append(str(exc))
         if bad:
             raise ValueError("; ".join(bad))
 
@@ -162,7 +173,7 @@ def plan_episodes(cfg: BridgeConfig) -> tuple[EvalConfig, list[EpisodeSpec]]:
         tasks=tuple(names) if cfg.task_id < 0 else (names[cfg.task_id],), trials_per_task=cfg.trials, seed=cfg.seed,
         num_wait_steps=cfg.num_wait_steps, max_steps=cfg.max_steps, replan_mode=cfg.replan_mode,
         pairs_per_plan=cfg.pairs_per_plan,
-        record_video=cfg.record_video, output_dir=cfg.output_dir or ".")
+        record_video=cfg.record_video, video_size=cfg.video_size, output_dir=cfg.output_dir or ".")
     return config, episode_specs(config)
 
 
@@ -199,6 +210,7 @@ class LiberoBridgeNode(Node):
         self._last_obs = None  # the latest published observation (the timeline separator repeats it)
         self.extras: list[dict] = []
         self._commands: queue.Queue[tuple[str, JointState, float]] = queue.Queue()
+        self._plans: queue.Queue[JointTrajectory] = queue.Queue()  # /wp/waypoints, recorded per episode
         self._status = (WARN, "waiting for the graph")
         reliable = qos_profile("reliable")
         self.clock_pub = self.create_publisher(Clock, CLOCK_TOPIC, reliable)
@@ -213,6 +225,8 @@ class LiberoBridgeNode(Node):
         for topic in self.mapper.topics:
             self.create_subscription(JointState, topic, lambda m, t=topic: self._commands.put((t, m, time.monotonic())),
                                      qos_profile(robot.ros.command_qos))
+        self.create_subscription(JointTrajectory, WAYPOINTS_TOPIC, self._plans.put,
+                                 qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
         self.diag = Diagnostics(self, p["diagnostics_period"], lambda: self._status)
         self.get_logger().info(
             f"{self.cfg.env} at {self.cfg.render_size} px, {len(self.specs)} episode(s), {self.cfg.clock_mode} -> "
@@ -256,12 +270,29 @@ class LiberoBridgeNode(Node):
         self._status = (OK, "running")
 
     def _begin_episode(self, spec: EpisodeSpec):
-        """Reset, send the instruction, let it arrive; a fresh SafetyFilter (the sim's inputs never go stale)."""
+        """Reset, send the instruction, let it arrive; a fresh SafetyFilter (the sim's inputs never go stale) and
+        a fresh EpisodeRecorder."""
         obs = reset_episode(self.env, spec)
-        self.instruction_pub.publish(String(data=self.cfg.instruction or self.env.task(spec.task).instruction))
+        instruction = self.cfg.instruction or self.env.task(spec.task).instruction
+        self.instruction_pub.publish(String(data=instruction))
         self._sleep(self.cfg.instruction_lead_s)
-        self._drain_commands()  # whatever the filler sent before it saw the instruction belongs to the last episode
-        return obs, SafetyFilter.from_robot(self.robot, obs_timeout=1e9, feedback_timeout=1e9)
+        for q in (self._commands, self._plans):  # whatever arrived before the instruction belongs to the last episode
+            _drain(q)
+        video = self.cfg.video_size if self.cfg.record_video and self.cfg.output_dir else None
+        recorder = EpisodeRecorder(self.env, self.robot, instruction, spec.max_steps, video)
+        return obs, SafetyFilter.from_robot(self.robot, obs_timeout=1e9, feedback_timeout=1e9), recorder
+
+    def _record_plans(self, recorder: EpisodeRecorder, steps: dict[int, int]) -> None:
+        """Plans that arrived so far, each at the step of the observation it was made from (``steps``: stamp ->
+        policy step of this episode); plans for other observations (earlier episodes, the separator) are dropped."""
+        while not self._plans.empty():
+            msg = self._plans.get_nowait()
+            stamp = stamp_to_ns(msg.header.stamp)
+            if stamp not in steps:
+                continue
+            plan = recorded_plan(msg, self.robot)
+            if plan is not None:
+                recorder.add_plan(steps[stamp], plan)
 
     def _lockstep_episode(self, spec: EpisodeSpec, last_stamp: int | None):
         hz = self.robot.control_hz
@@ -269,21 +300,22 @@ class LiberoBridgeNode(Node):
         if last_stamp is not None and last_stamp - first <= _JUMP_NS + 50_000_000:
             self._separate_timelines(max(last_stamp + step_stamp_ns(0, hz), first + _SEPARATOR_NS))
         started = time.perf_counter()
-        obs, safety = self._begin_episode(spec)
+        obs, safety, recorder = self._begin_episode(spec)
         for w in range(spec.num_wait_steps):
             self.clock_pub.publish(clock_msg(step_stamp_ns(w, hz)))
             obs = self.env.step(WAIT_ACTION).obs
-        frames, actions, holds, waits = [], [], Counter(), []
+        actions, holds, waits, steps = [], Counter(), [], {}
         termination, stamp = "max_steps", first
         for k in range(spec.max_steps):
             stamp = step_stamp_ns(spec.num_wait_steps + k, hz)
-            if self.cfg.record_video and self.cfg.output_dir:
-                frames.append(obs.images[VIDEO_VIEW])
+            steps[stamp] = k
             t0 = time.monotonic()
             self._publish_obs(obs, stamp)
             cmd = self._await_command(stamp, spec, k)
             waits.append(cmd.received - t0)
             self.diag.latency("command_wait", cmd.received - t0)
+            self._record_plans(recorder, steps)
+            recorder.observe(k, obs)
             if cmd.hold_reason == "stopped":  # the policy stopped: the direct loop ends here too
                 termination = "stopped"
                 break
@@ -298,7 +330,7 @@ class LiberoBridgeNode(Node):
                 termination = "success"
                 break
         extra = {"holds": dict(holds), "command_wait_s": _percentiles(waits)}
-        return self._finish(spec, termination, actions, frames, obs, started), extra, stamp
+        return self._finish(spec, termination, actions, recorder, obs, started), extra, stamp
 
     def _separate_timelines(self, stamp_ns: int) -> None:
         """After a short episode: a stop, then one observation far enough ahead that the next episode's first
@@ -312,18 +344,17 @@ class LiberoBridgeNode(Node):
     def _wall_episode(self, spec: EpisodeSpec):
         period = self.robot.control_period
         started = time.perf_counter()
-        obs, safety = self._begin_episode(spec)
+        obs, safety, recorder = self._begin_episode(spec)
         for _ in range(spec.num_wait_steps):
             obs = self.env.step(WAIT_ACTION).obs
-        frames, actions, holds, ages = [], [], Counter(), []
+        actions, holds, ages, steps = [], Counter(), [], {}
         parts: dict[str, JointState] = {}
         latest: _Command | None = None
         termination = "max_steps"
         tick = time.monotonic()
         for k in range(spec.max_steps):
-            if self.cfg.record_video and self.cfg.output_dir:
-                frames.append(obs.images[VIDEO_VIEW])
             now_ns = self.get_clock().now().nanoseconds
+            steps[now_ns] = k
             self._publish_obs(obs, now_ns)
             tick += period
             if time.monotonic() > tick:  # the simulator is slower than real time: no sleep, counted
@@ -335,6 +366,8 @@ class LiberoBridgeNode(Node):
                 parts[topic] = msg
                 if topic == self.mapper.topics[-1] and len(parts) == len(self.mapper.topics):
                     latest, parts = _Command(parts, received), {}
+            self._record_plans(recorder, steps)
+            recorder.observe(k, obs)
             if latest is None:
                 holds["no_command"] += 1
                 action = safety.hold("no_command").action
@@ -355,7 +388,7 @@ class LiberoBridgeNode(Node):
                 termination = "success"
                 break
         extra = {"holds": dict(holds), "command_age_s": _percentiles(ages)}
-        return self._finish(spec, termination, actions, frames, obs, started), extra
+        return self._finish(spec, termination, actions, recorder, obs, started), extra
 
     # ---- pieces ---------------------------------------------------------------------------------------------
     def _publish_obs(self, obs, stamp_ns: int) -> None:
@@ -422,21 +455,22 @@ class LiberoBridgeNode(Node):
         self.get_logger().warning(f"rejected command: {why}; holding", throttle_duration_sec=1.0)
         self.diag.alert()
 
-    def _finish(self, spec: EpisodeSpec, termination: str, actions, frames, obs, started: float) -> EpisodeResult:
+    def _finish(self, spec: EpisodeSpec, termination: str, actions, recorder: EpisodeRecorder, obs,
+                started: float) -> EpisodeResult:
         success = termination == "success"
+        if termination != "stopped":  # the stop tick's observation is already the last one
+            recorder.observe(len(actions), obs)
         video = None
-        if frames:
-            frames.append(obs.images[VIDEO_VIEW])
+        if recorder.video_size is not None:
             path = Path(self.cfg.output_dir) / "videos" / video_filename(spec.task, spec.trial, success)
-            video = str(write_video(frames, path, fps=VIDEO_FPS))
-        result = EpisodeResult(
+            video = str(recorder.write_video(path, termination))
+        return EpisodeResult(
             task=spec.task, trial=spec.trial, seed=spec.seed, success=success, steps=len(actions),
             termination=termination,
             actions=np.stack(actions) if actions else np.zeros((0, self.robot.action.dim)),
             video=video, replan_mode=self.cfg.replan_mode, pairs_per_plan=self.cfg.pairs_per_plan,
-            init_state=spec.init_state,
-            episode_s=time.perf_counter() - started)
-        return result
+            init_state=spec.init_state, num_plans=len(recorder.plans),
+            episode_s=time.perf_counter() - started, proprio=recorder.proprio, plans=recorder.plans)
 
     def _report(self, index: int, result: EpisodeResult, extra: dict) -> None:
         self.diag.count("episodes")
@@ -472,10 +506,6 @@ class LiberoBridgeNode(Node):
         self._status = (ERROR, why)
         self.diag.publish_now()
 
-    def _drain_commands(self) -> None:
-        while not self._commands.empty():
-            self._commands.get_nowait()
-
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         while True:
@@ -489,6 +519,11 @@ class LiberoBridgeNode(Node):
     def destroy_node(self):
         self.env.close()
         return super().destroy_node()
+
+
+def _drain(q: queue.Queue) -> None:
+    while not q.empty():
+        q.get_nowait()
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:

@@ -6,8 +6,11 @@ the context down at once: a node still needs a live context to say goodbye, so a
 destroyed. A second signal while that runs interrupts it.
 
 A node that cannot start because of bad configuration (missing file, invalid parameter, bad robot config, a
-checkpoint that does not fit) logs ONE fatal line naming the problem and exits 1, which ``wp-launch`` reports with the
-node's name. Anything else (a bug) propagates with its traceback.
+checkpoint that does not fit, a CUDA device that is not there) logs ONE fatal line, ``cannot start: <reason>``, naming
+the problem and the setting to change, and exits 1, which ``wp-launch`` reports with the node's name. Anything else
+(a bug) propagates with its traceback. rclpy's shutdown still destroys a node whose constructor failed half-way (it
+tracks every node), so a node's ``destroy_node`` must cope with attributes its constructor never set: clean-up must
+not add a second error.
 
     def main(args=None):
         run_node(AggregatorNode, args, name="aggregator")
@@ -26,6 +29,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from wp_policy.config_io import ConfigError
+from wp_policy.graph import STARTUP_FAILURE
 
 STARTUP_ERRORS = (ConfigError, FileNotFoundError, InvalidParameterValueException, InvalidParameterTypeException)
 SPIN_TIMEOUT_S = 0.1  # how quickly a stop request is noticed
@@ -50,7 +54,7 @@ def run_node(
             node = factory()
         except STARTUP_ERRORS as exc:
             logger = rclpy.logging.get_logger(name or getattr(factory, "__name__", "node"))
-            logger.fatal(f"cannot start: {exc}")
+            logger.fatal(STARTUP_FAILURE + " ".join(str(exc).split()))  # one line, even for a multi-line reason
             sys.exit(1)
         executor = (executor_factory or SingleThreadedExecutor)()
         executor.add_node(node)

@@ -60,6 +60,17 @@ def message_to_plan(msg: JointTrajectory, robot: RobotConfig, max_duration: int)
     return plan
 
 
+def recorded_plan(msg: JointTrajectory, robot: RobotConfig) -> Plan | None:
+    """What a /wp/waypoints message meant, for records and plots (no duration limit): the plan it carries, a stop
+    without waypoints for an operator stop, None for a message the filler rejects (nothing ran from it)."""
+    try:
+        return message_to_plan(msg, robot, max_duration=2**31)
+    except InvalidInput:
+        if is_stop_message(msg, robot.control_period):
+            return Plan((), stamp_to_ns(msg.header.stamp))
+        return None
+
+
 def chunk_message(actions: np.ndarray, robot: RobotConfig, stamp_ns: int) -> JointTrajectory:
     """One filled chunk ``[d, action_dim]`` (execution space), one point per control tick."""
     times = (np.arange(1, len(actions) + 1) * robot.control_period).tolist()

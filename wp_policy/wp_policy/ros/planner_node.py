@@ -48,13 +48,15 @@ from wp_policy.ros.qos import qos_profile
 from wp_policy.ros.topics import (INSTRUCTION_TOPIC, REPLAN_TOPIC, STOP_QOS, STOP_STATE_TOPIC, STOP_TOPIC,
                                   TOPIC_QOS, WAYPOINTS_TOPIC)
 from wp_policy.runtime.plan import Plan
-from wp_policy.runtime.policy import WaypointPolicy
 from wp_policy.runtime.stop_latch import LatchState
 
 PARAMS = {
     **policy_params.COMMON,
-    "num_waypoints": (7, "waypoints per plan (M)"),
+    "num_waypoints": (policy_params.policy_default("num_waypoints"), "waypoints per plan (M)"),
+    "max_token_len": (policy_params.policy_default("max_token_len"), "longest prompt in tokens (instruction, state, "
+                                                                    "'Action: ')"),
 }
+READ_ONLY = (*policy_params.READ_ONLY, "num_waypoints", "max_token_len")
 OBS_BUFFER = 64  # observation sets kept for named replan requests (~4 s at 15 Hz)
 _JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
 
@@ -79,12 +81,12 @@ class _Job:
 class PlannerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("planner", **kwargs)
-        # first: a failed start-up (a bad checkpoint) still destroys the node cleanly
+        # first: rclpy's shutdown destroys every node it tracks, also one whose start-up failed below
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlm")
-        p = policy_params.declare(self, PARAMS, policy_params.READ_ONLY)
+        p = policy_params.declare(self, PARAMS, READ_ONLY)
         policy_params.apply_cpu_threads(p["cpu_threads"])
-        self.policy = WaypointPolicy.from_config(
-            policy_params.policy_config(p, "vlm_checkpoint", num_waypoints=p["num_waypoints"]))
+        self.policy = policy_params.load_policy(p, "vlm_checkpoint", num_waypoints=p["num_waypoints"],
+                                                max_token_len=p["max_token_len"])
         self.robot = self.policy.robot
         self.instruction = p["instruction"]
         self._instruction_id = ""
@@ -101,6 +103,7 @@ class PlannerNode(Node):
         self._last_error = ""
         self._done = self.create_guard_condition(self._on_plan_done)
         self.diag = Diagnostics(self, p["diagnostics_period"], self._status)
+        policy_params.report_device(self, self.policy, self.diag)
         self.pub = self.create_publisher(JointTrajectory, WAYPOINTS_TOPIC, qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
         self.obs = ObsSetSubscriber(self, self.robot, on_set=self._on_set)
         self.diag.extra.append(lambda: {"count.rejected.obs": self.obs.rejected,
@@ -116,7 +119,7 @@ class PlannerNode(Node):
             self.create_subscription(Header, STOP_TOPIC, lambda _: self._halt("stop received on /wp/stop"),
                                      qos_profile(qos))
         self.get_logger().info(f"{self.robot.robot_type}: planning {p['num_waypoints']} waypoints with "
-                               f"{p['checkpoint']} on {p['device']}; instruction {self.instruction!r}")
+                               f"{p['checkpoint']} on {self.policy.device}; instruction {self.instruction!r}")
         gc.freeze()  # the loaded model's objects are static: keep them out of the collector (no GC pauses in the
         #              control loop, and no multi-second collection at exit)
 
@@ -290,7 +293,9 @@ class PlannerNode(Node):
         return OK, "planning" if self._future is not None else "ready"
 
     def destroy_node(self):
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        pool = getattr(self, "_pool", None)  # absent when Node.__init__ failed (e.g. use_sim_time:=yes)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         return super().destroy_node()
 
 

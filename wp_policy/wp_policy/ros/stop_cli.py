@@ -25,6 +25,7 @@ from rclpy.node import Node
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
+from wp_policy.cli_help import HelpFormatter
 from wp_policy.ros.conversions import ns_to_stamp
 from wp_policy.ros.qos import qos_profile
 from wp_policy.ros.topics import RESUME_SERVICE, STOP_SERVICE, STOP_TOPIC
@@ -34,7 +35,7 @@ CALL_RETRY_S = 1.0
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wp-stop", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--resume", action="store_true", help=f"call {RESUME_SERVICE} instead of stopping")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds to wait for the filler's answer (stop: its confirmation)")

@@ -18,17 +18,20 @@ The AE's noise is drawn from a generator seeded with ``(seed, observation stamp,
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from wp_policy import batch as B
-from wp_policy.config_io import ConfigError, load_config
+from wp_policy.config_io import ConfigError
 from wp_policy.image_proc import resize_with_pad
 from wp_policy.normalize import DatasetStats, Normalizer, load_stats
 from wp_policy.obs_sync import ObsSet
+from wp_policy.policy_config import DEVICE_AUTO, PolicyConfig, check_device
+from wp_policy.policy_config import load_policy_config  # noqa: F401  (re-exported: the policy file's loader)
 from wp_policy.robot_config import RobotConfig, load_robot_config
 from wp_policy.runtime.plan import Plan, Waypoint
 from wp_policy.tokenizer import TextTokenizer, TokenizationError, TokenLayout, WaypointTokenizer
@@ -41,40 +44,51 @@ class ProprioOutOfRange(ValueError):
     """A proprio reading lies far outside the range the model was trained on: nothing sensible can be planned."""
 
 
-@dataclass(frozen=True)
-class PolicyConfig:
-    robot: str  # robot config name (libero, r1lite) or YAML path
-    vlm_checkpoint: str = ""  # directory written by save_pretrained (empty: no planner, e.g. the filler node)
-    ae_checkpoint: str = ""  # directory written by save_pretrained (empty: no filler, e.g. the planner node)
-    stats_path: str = ""  # q99 stats JSON shared by both models (file, or a directory holding one)
-    tokenizer_path: str = ""  # SentencePiece model (PaliGemma's in production)
-    device: str = "cpu"
-    num_waypoints: int = 7  # M, waypoints per plan
-    num_flow_steps: int = 10  # Euler steps of the AE sampler
-    seed: int = 0  # AE noise seed (combined with the observation stamp, see fill_seed)
-    max_token_len: int = 256
+class PolicySettingError(ConfigError):
+    """A PolicyConfig setting cannot be used (its file is missing or unreadable, its device is not there).
+    ``field`` names the setting, so a launcher can say which argument or policy-file key to change."""
 
-    def __post_init__(self):
-        if self.num_waypoints < 1 or self.num_flow_steps < 1:
-            raise ValueError(f"num_waypoints ({self.num_waypoints}) and num_flow_steps ({self.num_flow_steps}) "
-                             "must be >= 1")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
-        if not (self.vlm_checkpoint or self.ae_checkpoint):
-            raise ValueError("a policy needs at least one of vlm_checkpoint and ae_checkpoint")
-        missing = [k for k in ("stats_path", "tokenizer_path") if not getattr(self, k)]
-        if missing:
-            raise ValueError(f"policy config: {', '.join(missing)} must be set")
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
 
-    def resolve(self, base: Path) -> PolicyConfig:
-        """Relative paths are relative to the config file that named them."""
-        keys = ("vlm_checkpoint", "ae_checkpoint", "stats_path", "tokenizer_path")
-        relative = [k for k in keys if getattr(self, k) and not Path(getattr(self, k)).is_absolute()]
-        return replace(self, **{k: str(base / getattr(self, k)) for k in relative})
+    def __reduce__(self):  # rebuilt from both arguments, so a wp-eval worker can send it to its parent
+        return type(self), (self.field, self.message)
 
 
-def load_policy_config(path: str | Path, overrides: dict | None = None) -> PolicyConfig:
-    return load_config(PolicyConfig, path, overrides).resolve(Path(path).resolve().parent)
+def resolve_device(device: str) -> tuple[str, str]:
+    """``device`` -> (the torch device to use, a warning or ""). ``auto`` is cuda when torch sees a GPU, otherwise
+    cpu with a warning; an explicit cuda / cuda:N that is not there is a PolicySettingError at once, not a crash
+    somewhere inside model loading."""
+    check_device(device)
+    if device == DEVICE_AUTO:
+        if torch.cuda.is_available():
+            return "cuda", ""
+        return "cpu", f"device auto: {_why_no_cuda()}, running on the CPU (slow for full-size models)"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise PolicySettingError("device", f"{device!r} requested but {_why_no_cuda()}; use auto (falls back "
+                                               "to the CPU) or cpu")
+        index, count = int(device.partition(":")[2] or 0), torch.cuda.device_count()
+        if index >= count:
+            raise PolicySettingError("device", f"{device!r} requested but only {count} CUDA device(s) are visible")
+    return device, ""
+
+
+def _why_no_cuda() -> str:
+    if torch.version.cuda is None:
+        return f"this torch build ({torch.__version__}) has no CUDA support"
+    return "no CUDA GPU is visible (see nvidia-smi and CUDA_VISIBLE_DEVICES)"
+
+
+@contextmanager
+def _setting(field: str) -> Iterator[None]:
+    """Load errors inside carry the PolicyConfig field whose value caused them (see PolicySettingError)."""
+    try:
+        yield
+    except (ConfigError, FileNotFoundError, TokenizationError) as exc:
+        raise PolicySettingError(field, str(exc)) from None
 
 
 def stamp_seed(seed: int, stamp_ns: int) -> int:
@@ -102,24 +116,36 @@ class WaypointPolicy:
         self.proprio_norm = Normalizer(stats.proprio, robot.proprio.norm_mask)
         self.action_norm = Normalizer(stats.action, robot.action.norm_mask)
         self.device = torch.device(config.device)
+        self.device_warning = ""  # set by from_config when device auto found no GPU (nodes report it)
         self.proprio_clipped = 0  # readings slightly outside [-1, 1] clipped before binning (see normalized_proprio)
 
     @classmethod
     def from_config(cls, config: PolicyConfig) -> WaypointPolicy:
-        """Load the robot config, stats, tokenizer and whichever models the config names."""
-        robot = load_robot_config(config.robot)
-        stats = load_stats(config.stats_path)
-        vlm = _load_model(config.vlm_checkpoint, "waypoint_vlm", config.device)
-        ae = _load_model(config.ae_checkpoint, "waypoint_ae", config.device)
+        """Load the robot config, stats, tokenizer and whichever models the config names, on the resolved device
+        (``config.device`` of the result is cpu / cuda[:N], never auto). A file that does not load, or a device
+        that is not there, is a PolicySettingError naming the setting."""
+        device, device_warning = resolve_device(config.device)
+        config = replace(config, device=device)
+        with _setting("robot"):
+            robot = load_robot_config(config.robot)
+        with _setting("stats_path"):
+            stats = load_stats(config.stats_path)
+        with _setting("vlm_checkpoint"):
+            vlm = _load_model(config.vlm_checkpoint, "waypoint_vlm", device)
+        with _setting("ae_checkpoint"):
+            ae = _load_model(config.ae_checkpoint, "waypoint_ae", device)
         check_models(robot, vlm, ae, config)
         layout = TokenLayout((vlm or ae).config.vocab_size)
-        try:
-            tokenizer = WaypointTokenizer(TextTokenizer(config.tokenizer_path), layout, robot.proprio.dim,
-                                          config.num_waypoints, config.max_token_len,
-                                          waypoint_dims=vlm.config.waypoint_dims if vlm is not None else ())
-        except TokenizationError as exc:
-            raise ConfigError(f"{config.tokenizer_path}: {exc}") from None
-        return cls(robot, vlm, ae, tokenizer, stats, config)
+        with _setting("tokenizer_path"):
+            try:
+                tokenizer = WaypointTokenizer(TextTokenizer(config.tokenizer_path), layout, robot.proprio.dim,
+                                              config.num_waypoints, config.max_token_len,
+                                              waypoint_dims=vlm.config.waypoint_dims if vlm is not None else ())
+            except TokenizationError as exc:
+                raise ConfigError(f"{config.tokenizer_path}: {exc}") from None
+        policy = cls(robot, vlm, ae, tokenizer, stats, config)
+        policy.device_warning = device_warning
+        return policy
 
     # ---- observation -> model inputs -------------------------------------------------------------------------
     def normalized_proprio(self, proprio: np.ndarray) -> np.ndarray:

@@ -98,6 +98,11 @@ class SimEnv(abc.ABC):
     def close(self) -> None:
         """Release renderers and simulators."""
 
+    def project_points(self, points, view: str = "primary") -> np.ndarray:
+        """World points [N, 3] (the frame of the state's eef position) -> pixel (x, y) [N, 2] in ``view`` as
+        observed (LIBERO convention), NaN rows for points behind the camera. Episode videos draw plans with it."""
+        raise NotImplementedError(f"{type(self).__name__} has no camera model to project points with")
+
     def task(self, name: str) -> TaskSpec:
         for spec in self.tasks:
             if spec.name == name:

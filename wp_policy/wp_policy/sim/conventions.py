@@ -33,6 +33,15 @@ CAMERAS: Mapping[str, str] = {"primary": "agentview", "wrist": "robot0_eye_in_ha
 EEF_POS_KEY = "robot0_eef_pos"
 EEF_QUAT_KEY = "robot0_eef_quat"  # xyzw
 GRIPPER_QPOS_KEY = "robot0_gripper_qpos"
+EEF_POS_DIMS = (0, 1, 2)  # where the state holds robot0_eef_pos (world frame, metres)
+
+
+def camera_of_view(view: str) -> str:
+    """The robosuite camera behind one of our view names (``primary`` -> ``agentview``)."""
+    try:
+        return CAMERAS[view]
+    except KeyError:
+        raise ValueError(f"unknown view {view!r}; views: {list(CAMERAS)}") from None
 
 
 def quat_xyzw_to_axis_angle(quat: np.ndarray) -> np.ndarray:

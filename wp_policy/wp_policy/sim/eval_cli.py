@@ -7,7 +7,8 @@ Episodes (tasks x trials) are spread over ``workers`` spawned processes; each bu
 :func:`wp_policy.sim.rollout.run_episode`. Every finished episode is written to ``<output_dir>/episodes/<task>_t<i>
 .json`` at once, so an interrupted run resumes where it stopped (finished episodes are skipped; a changed config is
 refused unless ``--overwrite``). At the end: ``results.json`` (per-episode records, per-task and overall success
-rates, latencies), a printed table, ``success_rate.png`` and one MP4 per episode under ``videos/``.
+rates, terminations per reason, latencies), a printed table, ``success_rate.png`` and one MP4 per episode under
+``videos/`` (:mod:`wp_policy.sim.recording`). ``wp-eval plot`` draws one episode (:mod:`wp_policy.sim.episode_plot`).
 
 Episodes always run in child processes, even with one worker: rendering must never share a process with TensorFlow
 (see :func:`wp_policy.sim.robosuite_env.check_render_process`), and the parent stays free of simulator state.
@@ -31,12 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from wp_policy.cli_help import HelpFormatter
 from wp_policy.config_io import ConfigError, load_config, parse_overrides, to_dict
 from wp_policy.process_utils import die_with_parent
 from wp_policy.runtime.policy import PolicyConfig, load_policy_config
 from wp_policy.runtime.runner import REPLAN_MODES
 from wp_policy.sim.protocol import EVAL_SEED, NUM_TRIALS_PER_TASK, NUM_WAIT_STEPS
 from wp_policy.sim.base import SimUnavailableError
+from wp_policy.sim.recording import TERMINATIONS, VIDEO_SIZE, check_video_size
 from wp_policy.sim.registry import SimEnvConfig, make_env, parse_env_name
 from wp_policy.sim.rollout import EpisodeResult, EpisodeSpec
 
@@ -44,7 +47,7 @@ RESULTS_FILE = "results.json"
 CHART_FILE = "success_rate.png"
 CONFIG_FILE = "eval_config.json"
 # fields that do not change what an episode does: a resumed run may change them (e.g. add trials or tasks)
-_RESUME_FREE = ("workers", "output_dir", "torch_threads", "tasks", "trials_per_task", "record_video")
+_RESUME_FREE = ("workers", "output_dir", "torch_threads", "tasks", "trials_per_task", "record_video", "video_size")
 
 
 class EpisodeError(RuntimeError):
@@ -71,6 +74,7 @@ class EvalConfig:
     workers: int = 1  # episode worker processes
     torch_threads: int = 0  # intra-op threads per worker; 0: cpu_count // workers
     record_video: bool = True
+    video_size: int = VIDEO_SIZE  # pixels per view in the videos (agentview and wrist side by side)
     output_dir: str = "runs/eval"  # relative: to the current directory
 
     def __post_init__(self):
@@ -93,6 +97,7 @@ class EvalConfig:
             raise ValueError(f"tasks must not repeat, got {list(self.tasks)}")
         if not self.output_dir:
             raise ValueError("output_dir must not be empty")
+        check_video_size(self.video_size)
 
     @property
     def uses_init_states(self) -> bool:
@@ -213,7 +218,7 @@ def _run_in_worker(spec: EpisodeSpec) -> dict:
     cfg: EvalConfig = w["config"]
     video_dir = w["output_dir"] / "videos" if cfg.record_video else None
     result = run_episode(w["env"], w["policy"], spec, replan_mode=cfg.replan_mode, record_video=video_dir,
-                         lead_ticks=cfg.lead_ticks, pairs_per_plan=cfg.pairs_per_plan)
+                         lead_ticks=cfg.lead_ticks, pairs_per_plan=cfg.pairs_per_plan, video_size=cfg.video_size)
     result.save(episode_path(w["output_dir"], spec))
     return summary_record(result)
 
@@ -252,9 +257,11 @@ def run_episodes(config: EvalConfig, policy: PolicyConfig, specs: list[EpisodeSp
 
 # ---- results ---------------------------------------------------------------------------------------------------
 def summary_record(result: EpisodeResult) -> dict:
-    """An episode's record in results.json: everything but the action array (that stays in its episode file)."""
+    """An episode's record in results.json: everything but the per-step arrays (actions, proprio, plans: they stay
+    in its episode file, which ``wp-eval plot`` reads)."""
     data = result.to_json()
-    data.pop("actions")
+    for key in ("actions", "proprio", "plans"):
+        data.pop(key)
     return data
 
 
@@ -266,35 +273,56 @@ def _latency_stats(values: list[float]) -> dict:
             "p90_s": float(np.percentile(arr, 90)), "max_s": float(arr.max())}
 
 
+def _terminations(results: list[EpisodeResult]) -> dict[str, int]:
+    """Episodes per termination reason: every known reason (0 if none), then any other reason recorded."""
+    counts = {t: 0 for t in TERMINATIONS}
+    for r in results:
+        counts[r.termination] = counts.get(r.termination, 0) + 1
+    return counts
+
+
 def summarize(results: list[EpisodeResult], tasks: list[str]) -> dict:
-    """Per-task and overall success rates and latencies (tasks in run order)."""
+    """Per-task and overall success rates, terminations per reason, latencies (tasks in run order)."""
     per_task = {}
     for task in tasks:
         rs = [r for r in results if r.task == task]
         n, ok = len(rs), sum(r.success for r in rs)
         per_task[task] = {"episodes": n, "successes": ok, "success_rate": ok / n if n else 0.0,
-                          "mean_steps": float(np.mean([r.steps for r in rs])) if rs else 0.0}
+                          "mean_steps": float(np.mean([r.steps for r in rs])) if rs else 0.0,
+                          "terminations": _terminations(rs)}
     n, ok = len(results), sum(r.success for r in results)
     return {
         "per_task": per_task,
         "overall": {"episodes": n, "successes": ok, "success_rate": ok / n if n else 0.0,
                     "task_mean_success_rate": float(np.mean([v["success_rate"] for v in per_task.values()]))
                     if per_task else 0.0},
-        "terminations": {t: sum(r.termination == t for r in results) for t in ("success", "max_steps", "stopped")},
+        "terminations": _terminations(results),
         "latency": {"plan": _latency_stats([x for r in results for x in r.plan_latency_s]),
                     "fill": _latency_stats([x for r in results for x in r.fill_latency_s])},
     }
 
 
 def format_table(summary: dict) -> str:
-    rows = [(t, v["episodes"], v["successes"], v["success_rate"], v["mean_steps"])
-            for t, v in summary["per_task"].items()]
-    o = summary["overall"]
-    width = max([len("task"), len("overall"), *(len(r[0]) for r in rows)])
-    lines = [f"{'task':<{width}}  episodes  successes  success  mean steps", "-" * (width + 42)]
-    lines += [f"{t:<{width}}  {n:>8}  {s:>9}  {rate:>6.1%}  {steps:>10.1f}" for t, n, s, rate, steps in rows]
-    lines += ["-" * (width + 42), f"{'overall':<{width}}  {o['episodes']:>8}  {o['successes']:>9}  "
-              f"{o['success_rate']:>6.1%}"]
+    """The printed table: per task the episodes, successes, rate, mean policy steps and how the episodes ended
+    (one column per termination reason: success, stopped = the policy predicted stop, max_steps = budget spent)."""
+    per_task, o = summary["per_task"], summary["overall"]
+    overall_ends = summary.get("terminations") or {}
+    reasons = list(dict.fromkeys([*TERMINATIONS, *overall_ends,
+                                  *(k for v in per_task.values() for k in v.get("terminations", {}))]))
+    width = max([len("task"), len("overall"), *(len(t) for t in per_task)])
+    cols = [max(len(r), 5) for r in reasons]
+    ends_head = "  ".join(f"{r:>{c}}" for r, c in zip(reasons, cols))
+
+    def ends(counts: dict) -> str:
+        return "  ".join(f"{counts.get(r, 0) if counts else '-':>{c}}" for r, c in zip(reasons, cols))
+
+    head = f"{'task':<{width}}  episodes  successes  success  mean steps | {ends_head}"
+    rule = "-" * len(head)
+    lines = [f"{'':<{width + 41}}| episodes that ended in", head, rule]
+    lines += [f"{t:<{width}}  {v['episodes']:>8}  {v['successes']:>9}  {v['success_rate']:>6.1%}  "
+              f"{v['mean_steps']:>10.1f} | {ends(v.get('terminations', {}))}" for t, v in per_task.items()]
+    lines += [rule, f"{'overall':<{width}}  {o['episodes']:>8}  {o['successes']:>9}  {o['success_rate']:>6.1%}  "
+              f"{'':>10} | {ends(overall_ends)}"]
     lat = summary["latency"]
     for name in ("plan", "fill"):
         if lat[name]["count"]:
@@ -359,10 +387,15 @@ def evaluate(config: EvalConfig, policy: PolicyConfig, overwrite: bool = False, 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wp-eval", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     formatter_class=HelpFormatter,
                                      epilog="example:\n  wp-eval --config configs/eval/eval_lift.yaml "
-                                            "--set trials_per_task=5 --workers 2\n")
+                                            "--set trials_per_task=5 --workers 2\n\n"
+                                            "plot one episode (planned waypoints against the executed trajectory):\n"
+                                            "  wp-eval plot <output_dir>/episodes/<task>_t<i>.json   "
+                                            "(see wp-eval plot --help)\n")
     parser.add_argument("--config", required=True, help="eval config YAML (configs/eval/*.yaml)")
+    parser.add_argument("--policy", help="policy file (PolicyConfig YAML) to evaluate instead of the config's "
+                                         "policy; short for --set policy_config=<the file> (default: the config's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field (dotted keys, YAML values), e.g. --set env.image_size=128")
     parser.add_argument("--output-dir", help="where episodes, videos and results go (default: the config's)")
@@ -372,15 +405,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cli_overrides(args: argparse.Namespace) -> dict:
+    """The config overrides the options stand for: ``--set`` items, then ``--policy`` (relative to the current
+    directory; it replaces an inline ``policy`` too), ``--output-dir`` and ``--workers``."""
+    overrides = parse_overrides(args.overrides)
+    if args.policy:
+        overrides.update(policy_config=str(Path(args.policy).resolve()), policy=None)
+    if args.output_dir:
+        overrides["output_dir"] = args.output_dir
+    if args.workers is not None:
+        overrides["workers"] = args.workers
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["plot"]:
+        from wp_policy.sim.episode_plot import main as plot_main
+
+        return plot_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        overrides = parse_overrides(args.overrides)
-        if args.output_dir:
-            overrides["output_dir"] = args.output_dir
-        if args.workers is not None:
-            overrides["workers"] = args.workers
-        config, policy = load_eval_config(args.config, overrides)
+        config, policy = load_eval_config(args.config, cli_overrides(args))
         summary = evaluate(config, policy, overwrite=args.overwrite, progress=not args.no_progress)
     except (ConfigError, FileNotFoundError) as exc:  # known configuration problems: one line
         print(f"wp-eval: error: {exc}", file=sys.stderr)

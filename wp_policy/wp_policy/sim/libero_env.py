@@ -26,7 +26,8 @@ import numpy as np
 import yaml
 
 from wp_policy.sim.base import SimEnv, SimObservation, SimUnavailableError, StepResult, TaskSpec, validate_action
-from wp_policy.sim.conventions import CAMERAS, libero_images, libero_state
+from wp_policy.sim.camera import project_to_view
+from wp_policy.sim.conventions import CAMERAS, camera_of_view, libero_images, libero_state
 from wp_policy.sim.libero_install import config_dir, libero_package_dir, use_config_dir
 from wp_policy.sim.protocol import EVAL_SEED, RENDER_SIZE, max_steps_for_suite
 from wp_policy.sim.robosuite_env import check_render_process, checked_flat_state, import_robosuite, opengl_frames
@@ -223,6 +224,11 @@ class LiberoEnv(SimEnv):
         if self._env is None:
             raise RuntimeError("call reset() before flat_state()")
         return self._env.get_sim_state()
+
+    def project_points(self, points, view: str = "primary") -> np.ndarray:
+        if self._env is None:
+            raise RuntimeError("call reset() before project_points()")
+        return project_to_view(self._env.sim, camera_of_view(view), points, self.image_size, self.image_size)
 
     def close(self) -> None:
         if self._env is not None:

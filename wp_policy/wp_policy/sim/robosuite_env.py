@@ -23,7 +23,9 @@ from types import MappingProxyType
 import numpy as np
 
 from wp_policy.sim.base import SimEnv, SimObservation, SimUnavailableError, StepResult, TaskSpec, validate_action
-from wp_policy.sim.conventions import CAMERAS, EEF_POS_KEY, EEF_QUAT_KEY, libero_images, libero_state
+from wp_policy.sim.camera import project_to_view
+from wp_policy.sim.conventions import (CAMERAS, EEF_POS_KEY, EEF_QUAT_KEY, camera_of_view, libero_images,
+                                       libero_state)
 from wp_policy.sim.protocol import RENDER_SIZE
 
 CONTROL_HZ = 20
@@ -191,6 +193,12 @@ class RobosuiteEnv(SimEnv):
         if self._current is None:
             raise RuntimeError("call reset() before flat_state()")
         return self._envs[self._current.env_name].sim.get_state().flatten()
+
+    def project_points(self, points, view: str = "primary") -> np.ndarray:
+        if self._current is None:
+            raise RuntimeError("call reset() before project_points()")
+        sim = self._envs[self._current.env_name].sim
+        return project_to_view(sim, camera_of_view(view), points, self.image_size, self.image_size)
 
     def _observe(self, raw: dict) -> SimObservation:
         self._raw = opengl_frames(raw)

@@ -15,10 +15,11 @@ Interface (stable; other modules code against it):
 - ``EpisodeSpec(task, trial, seed, init_state, max_steps, num_wait_steps)``: one episode to run; ``init_state`` is a
   row index into the env's fixed init states (LIBERO) or None for a seeded reset.
 - ``EpisodeResult``: what happened (``success``, policy ``steps``, ``termination``, ``actions`` float64 [steps, 7],
-  plan/fill latencies in seconds, video path); ``to_json()`` / ``from_json()`` round-trip it exactly.
+  the observed ``proprio`` [steps + 1, P] and every plan with the step it was made at, plan/fill latencies in
+  seconds, video path); ``to_json()`` / ``from_json()`` round-trip it exactly.
 - ``reset_episode(env, spec) -> SimObservation``: the spec's start (init-state row, else seeded reset).
 - ``run_episode(env, policy, spec, replan_mode="after_last", record_video=None, lead_ticks=4, fill_lead_ticks=0,
-  pairs_per_plan=0)``.
+  pairs_per_plan=0, video_size=VIDEO_SIZE)``; the video is :mod:`wp_policy.sim.recording`'s.
 - ``write_video(frames, path, fps=VIDEO_FPS)``: an H.264 MP4 through imageio-ffmpeg.
 
 The loop: reset (seeded or from an init state), ``num_wait_steps`` x ``WAIT_ACTION`` so objects settle, then per
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -48,10 +48,12 @@ from wp_policy.obs_sync import ObsSet
 from wp_policy.robot_config import RobotConfig
 from wp_policy.runtime.runner import REPLAN_MODES, WaypointRunner
 from wp_policy.sim.base import SimEnv, SimObservation
-from wp_policy.sim.protocol import VIDEO_FPS, WAIT_ACTION, video_filename
+from wp_policy.sim.protocol import WAIT_ACTION, video_filename
+from wp_policy.sim.recording import VIDEO_SIZE, EpisodeRecorder, PlanRecord, write_video
 
 Termination = Literal["success", "max_steps", "stopped"]
-VIDEO_VIEW = "primary"  # LIBERO records the agentview camera
+__all__ = ["EpisodeResult", "EpisodeSpec", "reset_episode", "run_episode", "sim_obs_to_obsset", "step_stamp_ns",
+           "write_video"]
 
 
 def step_stamp_ns(step: int, control_hz: float) -> int:
@@ -119,6 +121,8 @@ class EpisodeResult:
     init_state: int | None = None
     num_plans: int = 0
     episode_s: float = 0.0  # wall time of the whole episode (reset, wait steps, policy steps, video)
+    proprio: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # float64 [steps + 1, P] observed
+    plans: tuple[PlanRecord, ...] = ()  # every plan loaded, with the policy step it was made at
 
     def to_json(self) -> dict:
         """Plain JSON data; floats survive the round trip exactly (Python's repr is shortest round-trip)."""
@@ -126,16 +130,24 @@ class EpisodeResult:
         out["actions"] = np.asarray(self.actions, dtype=np.float64).tolist()
         out["plan_latency_s"] = list(self.plan_latency_s)
         out["fill_latency_s"] = list(self.fill_latency_s)
+        out["proprio"] = np.asarray(self.proprio, dtype=np.float64).tolist()
+        out["plans"] = [p.to_json() for p in self.plans]
         return out
 
     @classmethod
     def from_json(cls, data: dict) -> EpisodeResult:
+        """The inverse of :meth:`to_json`; records written before ``proprio`` and ``plans`` existed load too."""
         data = dict(data)
         actions = np.asarray(data.pop("actions"), dtype=np.float64)
         if actions.size == 0:
             actions = actions.reshape(0, len(WAIT_ACTION))
+        proprio = np.asarray(data.pop("proprio", []), dtype=np.float64)
+        if proprio.size == 0:
+            proprio = proprio.reshape(0, 0)
+        dim = proprio.shape[1]
+        plans = tuple(PlanRecord.from_json(p, dim) for p in data.pop("plans", []))
         return cls(actions=actions, plan_latency_s=tuple(data.pop("plan_latency_s")),
-                   fill_latency_s=tuple(data.pop("fill_latency_s")), **data)
+                   fill_latency_s=tuple(data.pop("fill_latency_s")), proprio=proprio, plans=plans, **data)
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename): an interrupted run never leaves a half-written record."""
@@ -158,8 +170,9 @@ class _Timings:
 
 def run_episode(env: SimEnv, policy, spec: EpisodeSpec, replan_mode: str = "after_last",
                 record_video: str | Path | None = None, lead_ticks: int = 4, fill_lead_ticks: int = 0,
-                pairs_per_plan: int = 0) -> EpisodeResult:
-    """Run one episode (see the module docstring); ``record_video``: folder for the episode's MP4, or None."""
+                pairs_per_plan: int = 0, video_size: int = VIDEO_SIZE) -> EpisodeResult:
+    """Run one episode (see the module docstring); ``record_video``: folder for the episode's MP4, or None;
+    ``video_size``: pixels per view in the video."""
     if replan_mode not in REPLAN_MODES:
         raise ValueError(f"replan_mode must be one of {list(REPLAN_MODES)}, got {replan_mode!r}")
     started = time.perf_counter()
@@ -181,37 +194,44 @@ def run_episode(env: SimEnv, policy, spec: EpisodeSpec, replan_mode: str = "afte
 
     runner = WaypointRunner(fill, replan_mode, lead_ticks=lead_ticks, fill_lead_ticks=fill_lead_ticks,
                             pairs_per_plan=pairs_per_plan)
+    recorder = EpisodeRecorder(env, robot, instruction, spec.max_steps,
+                               video_size if record_video is not None else None)
+
+    def load_plan(o: ObsSet, step: int) -> None:
+        runner.request_plan()
+        new = plan(o)
+        runner.load_plan(new)
+        recorder.add_plan(step, new)
+
     obs = reset_episode(env, spec)
     for _ in range(spec.num_wait_steps):
         obs = env.step(WAIT_ACTION).obs
-    frames, actions = [], []
+    actions = []
     termination: Termination = "max_steps"
     for k in range(spec.max_steps):
         obs_set = sim_obs_to_obsset(obs, robot, step_stamp_ns(spec.num_wait_steps + k, robot.control_hz))
-        if record_video is not None:
-            frames.append(obs.images[VIDEO_VIEW])
         if runner.needs_plan:
-            runner.request_plan()
-            runner.load_plan(plan(obs_set))
+            load_plan(obs_set, k)
         action = runner.step(obs_set)
+        if action is not None and runner.wants_early_plan:
+            load_plan(obs_set, k)
+        recorder.observe(k, obs)
         if action is None:  # a stop plan (first waypoint, or a later d = 0 reached): see the module docstring
             termination = "stopped"
             break
-        if runner.wants_early_plan:
-            runner.request_plan()
-            runner.load_plan(plan(obs_set))
         result = env.step(action)
         actions.append(np.asarray(action, dtype=np.float64))
         obs = result.obs
         if result.done:
             termination = "success"
             break
+    if termination != "stopped":  # the stop tick's observation is already the last one
+        recorder.observe(len(actions), obs)
     success = termination == "success"
     video = None
     if record_video is not None:
-        if termination != "stopped":  # the stop tick's observation is already the last frame
-            frames.append(obs.images[VIDEO_VIEW])
-        video = str(write_video(frames, Path(record_video) / video_filename(spec.task, spec.trial, success)))
+        path = Path(record_video) / video_filename(spec.task, spec.trial, success)
+        video = str(recorder.write_video(path, termination))
     action_dim = robot.action.dim
     return EpisodeResult(
         task=spec.task, trial=spec.trial, seed=spec.seed, success=success, steps=len(actions),
@@ -219,8 +239,8 @@ def run_episode(env: SimEnv, policy, spec: EpisodeSpec, replan_mode: str = "afte
         actions=np.stack(actions) if actions else np.zeros((0, action_dim), dtype=np.float64),
         plan_latency_s=tuple(timings.plan), fill_latency_s=tuple(timings.fill), video=video,
         replan_mode=replan_mode, pairs_per_plan=pairs_per_plan, init_state=spec.init_state,
-        num_plans=len(timings.plan),
-        episode_s=time.perf_counter() - started,
+        num_plans=len(timings.plan), episode_s=time.perf_counter() - started, proprio=recorder.proprio,
+        plans=recorder.plans,
     )
 
 
@@ -236,28 +256,3 @@ def reset_episode(env: SimEnv, spec: EpisodeSpec) -> SimObservation:
     if spec.init_state >= len(states):
         raise ValueError(f"task {spec.task!r} has {len(states)} init states; row {spec.init_state} does not exist")
     return env.reset(spec.task, init_state=states[spec.init_state], seed=spec.seed)
-
-
-
-
-def write_video(frames: Sequence[np.ndarray] | Iterable[np.ndarray], path: str | Path, fps: int = VIDEO_FPS) -> Path:
-    """Encode uint8 [H, W, 3] frames as an MP4 (libx264, yuv420p) at ``fps``; returns the path."""
-    import imageio.v2 as imageio
-
-    frames = list(frames)
-    if not frames:
-        raise ValueError(f"no frames to write to {path}")
-    shape = frames[0].shape
-    for i, f in enumerate(frames):
-        if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3 or f.shape != shape:
-            raise ValueError(f"frame {i} must be uint8 {shape}, got {f.dtype} {f.shape}")
-    if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # yuv420p (what players expect) needs even sizes: macro_block_size=2 pads odd ones, leaves even ones alone
-    with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=2, pixelformat="yuv420p",
-                            ffmpeg_log_level="error") as writer:
-        for f in frames:
-            writer.append_data(f)
-    return path
