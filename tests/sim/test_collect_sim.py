@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
+from wp_training.attempt_cache import CACHE_DIR, AttemptCache
 from wp_training.collect_sim import SUMMARY_FILE, CollectConfig, main
 from wp_training.rlds_io import RldsReader, read_rlds
 
@@ -27,6 +29,7 @@ def test_collect_one_lift_demo_as_libero_rlds(tmp_path, capsys):
     assert set(np.unique(ep["action"][:, 6]).tolist()) == {-1.0, 1.0}
     summary = json.loads((tmp_path / SUMMARY_FILE).read_text())
     assert summary["tasks"]["Lift"]["successes"] == 1 and summary["tasks"]["Lift"]["steps_kept"] == n
+    assert summary["attempts_reused"] == 0 and not (tmp_path / CACHE_DIR).exists()  # a finished run leaves no cache
     out = capsys.readouterr().out
     assert "expert success" in out and "1/1 (100%)" in out and summary["tasks"]["Lift"]["mean_steps"] == n
 
@@ -73,33 +76,77 @@ class _Done:
         return self.value
 
 
-def test_kept_episodes_are_the_first_successes_for_any_worker_count(monkeypatch, tmp_path):
-    """The scheduling alone (rollouts replaced by a rule: seeds divisible by 3 fail) keeps the same episodes."""
+def _fake_collection(monkeypatch, submitted: list[int]):
+    """Rollouts replaced by a rule (seeds divisible by 3 fail; frames carry the seed), the scheduling kept real."""
     import contextlib
 
-    from wp_policy.robot_config import load_robot_config
     from wp_training import collect_sim
     from wp_training.scripted_expert import ExpertEpisode
 
-    submitted = []
-
     def fake_episode(job):
-        task, seed, _, _ = job
+        task, seed, _, missed = job
         submitted.append(seed)
         n = 3
-        return ExpertEpisode(task, seed, "pick up the red cube", seed % 3 != 0,
-                             {"primary": np.zeros((n, 4, 4, 3), np.uint8), "wrist": np.zeros((n, 4, 4, 3), np.uint8)},
-                             np.zeros((n, 8), np.float32), np.zeros((n, 7), np.float32), 0)
+        frames = np.full((n, 4, 4, 3), seed % 256, np.uint8)
+        return ExpertEpisode(task, seed, "pick up the red cube", seed % 3 != 0, {"primary": frames, "wrist": frames},
+                             np.full((n, 8), seed, np.float32), np.zeros((n, 7), np.float32), 0, missed_grasp=missed)
 
     monkeypatch.setattr(collect_sim, "_submitter", lambda cfg: contextlib.nullcontext(
         ((("Lift", cfg.attempts_per_task),), lambda job: _Done(fake_episode(job)))))
+    return collect_sim
+
+
+def test_kept_episodes_are_the_first_successes_for_any_worker_count(monkeypatch, tmp_path):
+    """The scheduling alone keeps the same episodes for any number of workers."""
+    from wp_policy.robot_config import load_robot_config
+
+    submitted = []
+    collect_sim = _fake_collection(monkeypatch, submitted)
     robot = load_robot_config("libero")
     kept = {}
     for workers in (1, 3):
         submitted.clear()
-        cfg = CollectConfig(env="robosuite:Lift", episodes=4, out_dir=str(tmp_path), seed=0, workers=workers)
+        cfg = CollectConfig(env="robosuite:Lift", episodes=4, out_dir=str(tmp_path / str(workers)), seed=0,
+                            workers=workers)
         tally = {"Lift": collect_sim.TaskTally()}
-        kept[workers] = [ep["file_path"] for ep in collect_sim._kept_episodes(cfg, robot, tally)]
+        cache = AttemptCache(cfg.out_dir, cfg.cache_settings())
+        kept[workers] = [ep["file_path"] for ep in collect_sim._kept_episodes(cfg, robot, tally, cache)]
         assert tally["Lift"].attempts == 6 and tally["Lift"].successes == 4
         assert len(submitted) <= 6 + workers  # never more than `workers` attempts beyond the last one needed
     assert kept[1] == kept[3] == ["Lift_seed1", "Lift_seed2", "Lift_seed4", "Lift_seed5"]
+
+
+def test_an_interrupted_collection_resumes_from_its_attempt_cache(monkeypatch, tmp_path, capsys):
+    """Attempts finished before an interruption are read back, not simulated again, and the resumed run keeps
+    exactly the episodes (arrays included) of an uninterrupted one; other settings discard the cache."""
+    from wp_policy.robot_config import load_robot_config
+
+    submitted = []
+    collect_sim = _fake_collection(monkeypatch, submitted)
+    robot = load_robot_config("libero")
+    cfg = CollectConfig(env="robosuite:Lift", episodes=4, out_dir=str(tmp_path), seed=0, workers=2,
+                        missed_grasp_fraction=0.5)
+
+    def run(config):
+        tally = {"Lift": collect_sim.TaskTally()}
+        cache = AttemptCache(config.out_dir, config.cache_settings())
+        return list(collect_sim._kept_episodes(config, robot, tally, cache)), cache
+
+    first = collect_sim._kept_episodes(cfg, robot, {"Lift": collect_sim.TaskTally()},
+                                       AttemptCache(cfg.out_dir, cfg.cache_settings()))
+    [next(first) for _ in range(2)]  # two kept, then the process "dies"
+    first.close()
+    interrupted = list(submitted)
+    submitted.clear()
+    resumed, cache = run(cfg)
+    assert cache.reused >= 3 and not set(submitted) & set(interrupted[:3])  # finished attempts were not rerun
+    assert "resuming, " in capsys.readouterr().out
+    fresh, _ = run(dataclasses.replace(cfg, out_dir=str(tmp_path / "fresh")))
+    assert [ep["file_path"] for ep in resumed] == [ep["file_path"] for ep in fresh]
+    for a, b in zip(resumed, fresh):
+        assert np.array_equal(a["observation"]["image"], b["observation"]["image"])
+        assert np.array_equal(a["observation"]["state"], b["observation"]["state"])
+    submitted.clear()
+    _, other = run(dataclasses.replace(cfg, image_size=64))
+    assert other.reused == 0 and len(submitted) >= 6
+    assert "discarding the attempt cache" in capsys.readouterr().out

@@ -7,6 +7,8 @@ episode is kept only if it succeeds, until ``--episodes`` successes per task. Ke
 attempts in attempt order, so the dataset is the same for any ``--workers``. Output: ``OUT/<name>/1.0.0``
 (observation/image, observation/wrist_image at 256, observation/state [8], action [7], language_instruction) plus
 ``OUT/collect_summary.json`` (attempts, the expert's success rate and mean steps per task, seconds per episode).
+Every finished attempt is also kept in ``OUT/.collect_cache/`` until the collection completes: the same command run
+again after an interruption continues where it stopped (:mod:`wp_training.attempt_cache`).
 
 Examples::
 
@@ -39,6 +41,7 @@ from wp_policy.robot_config import RobotConfig, load_robot_config
 from wp_policy.sim.base import SimEnv, SimUnavailableError
 from wp_policy.sim.protocol import RENDER_SIZE
 from wp_policy.sim.registry import SimEnvConfig, make_env, parse_env_name
+from wp_training.attempt_cache import AttemptCache
 from wp_training.rlds_io import RldsError, write_rlds
 from wp_training.scripted_expert import DEMO_SEED, EXPERTS, ExpertEpisode, run_expert_episode
 
@@ -93,6 +96,13 @@ class CollectConfig:
             raise ValueError(f"seed must be >= 0 and image_size positive, got {self.seed}, {self.image_size}")
         object.__setattr__(self, "backend", backend)
         object.__setattr__(self, "targets", targets)
+
+    def cache_settings(self) -> dict:
+        """What an attempt's recording depends on (attempt i of a task is a function of these and i): the attempt
+        cache is reused only under the same values."""
+        return {"env": self.env, "seed": self.seed, "image_size": self.image_size, "first_init_state":
+                self.first_init_state, "post_success_steps": self.post_success_steps,
+                "missed_grasp_fraction": self.missed_grasp_fraction}
 
     @property
     def attempts_per_task(self) -> int:
@@ -208,25 +218,34 @@ def _to_rlds_episode(ep: ExpertEpisode, robot: RobotConfig) -> dict:
     }
 
 
-def _kept_episodes(cfg: CollectConfig, robot: RobotConfig, tally: dict[str, TaskTally]) -> Iterator[dict]:
+def _kept_episodes(cfg: CollectConfig, robot: RobotConfig, tally: dict[str, TaskTally],
+                   cache: AttemptCache) -> Iterator[dict]:
     """Successful episodes, task by task, until each has ``cfg.episodes``; fills ``tally`` (task -> counts) as it
     goes.
 
     ``workers`` attempts are in flight and results are taken in attempt order, so the kept episodes do not depend
-    on the number of workers, and at most ``workers`` attempts are wasted once a task is complete.
+    on the number of workers, and at most ``workers`` attempts are wasted once a task is complete. Attempts found
+    in ``cache`` are read instead of simulated; simulated ones are added to it.
     """
     with _submitter(cfg) as (plan, submit):
         progress = tqdm(total=cfg.episodes * len(plan), desc="collect-sim", unit="ep")
         for task, attempts in plan:
             t = tally.setdefault(task, TaskTally())
-            jobs = (cfg.job(task, attempt) for attempt in range(attempts))
-            window = deque(submit(job) for job in itertools.islice(jobs, cfg.workers))
+
+            def start(attempt: int, task: str = task) -> tuple[int, ExpertEpisode | AsyncResult]:
+                cached = cache.get(task, attempt)
+                return attempt, cached if cached is not None else submit(cfg.job(task, attempt))
+
+            pending = (start(attempt) for attempt in range(attempts))
+            window = deque(itertools.islice(pending, cfg.workers))
             while window and t.successes < cfg.episodes:
-                ep = window.popleft().get()
-                for job in itertools.islice(jobs, 1):  # keep every worker busy
-                    window.append(submit(job))
+                attempt, ep = window.popleft()
+                if not isinstance(ep, ExpertEpisode):
+                    ep = ep.get()
+                    cache.put(attempt, ep)
+                window.extend(itertools.islice(pending, 1))  # keep every worker busy
                 t.attempts += 1
-                progress.set_postfix(task=task[:40], attempts=t.attempts)
+                progress.set_postfix(task=task[:40], attempts=t.attempts, reused=cache.reused)
                 if not ep.success:
                     t.failed.append(episode_name(ep))
                     continue
@@ -243,9 +262,10 @@ def collect(cfg: CollectConfig) -> dict:
     """Run the collection, write the RLDS and the summary JSON; returns the summary."""
     robot = load_robot_config("libero")
     tally: dict[str, TaskTally] = {}
+    cache = AttemptCache(cfg.out_dir, cfg.cache_settings())
     start = time.perf_counter()
     dataset_dir = write_rlds(
-        cfg.out_dir, _kept_episodes(cfg, robot, tally), robot, cfg.dataset_name, image_size=cfg.image_size,
+        cfg.out_dir, _kept_episodes(cfg, robot, tally, cache), robot, cfg.dataset_name, image_size=cfg.image_size,
         overwrite=cfg.overwrite,
         description=f"scripted-expert demonstrations on {cfg.env} (wp_training.collect_sim, seed {cfg.seed})",
     )
@@ -260,6 +280,7 @@ def collect(cfg: CollectConfig) -> dict:
         "episodes_per_task": cfg.episodes,
         "wall_s": round(wall_s, 1),
         "s_per_attempt": round(wall_s / attempts, 2) if attempts else None,  # whole run (start-up included)
+        "attempts_reused": cache.reused,  # read from the attempt cache of an interrupted run
         "tasks": {
             task: {**asdict(t), "success_rate": t.successes / t.attempts if t.attempts else 0.0,
                    "mean_steps": round(t.mean_steps, 1)}
@@ -267,6 +288,8 @@ def collect(cfg: CollectConfig) -> dict:
         },
     }
     (Path(cfg.out_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    if not short:
+        cache.remove()
     if short:
         raise RuntimeError(
             f"only {[(k, v.successes) for k, v in short.items()]} successes within "
