@@ -2,7 +2,9 @@
 # Rebuild the shipped default policy wp_policy/wp_policy/assets/policies/lift_demo/ from scratch with this
 # project's own commands: scripted Lift demos -> waypoints -> stats -> tokenizer -> AE + VLM training ->
 # checkpoint selection in simulation -> export. Work data goes to $WORK (default /tmp/wp_demo), never into the
-# repo; only the exported files are committed.
+# repo; only the exported files are committed. TASK=libero:<suite> trains the same recipe on scripted demos of a
+# real LIBERO suite instead (multi-task, one instruction per task), e.g.
+#   TASK=libero:libero_object WORK=/tmp/wp_libero_object scripts/train_demo_policy.sh
 #
 # Usage: scripts/train_demo_policy.sh [--help] [STAGE ...]
 #   stages (default: all, in this order): collect waypoints stats tokenizer train select export eval
@@ -17,20 +19,25 @@
 #   named stages from scratch).
 # Environment:
 #   WORK=/tmp/wp_demo       work directory (datasets, runs, logs, stage markers and timings)
-#   EPISODES=500            successful scripted Lift demonstrations to collect
+#   TASK=robosuite:Lift     collect-sim env: a stand-in (robosuite:Lift, robosuite:Stack) or libero:<suite>
+#   EPISODES=500            successful scripted demonstrations to collect per task (LIBERO: 25, at most 50 - FIRST)
+#   FIRST_INIT_STATE=25     LIBERO: demos start from init states FIRST.. (evaluation uses 0..EVAL_EPISODES-1)
 #   POST_SUCCESS_STEPS=12   expert steps recorded past success (so the planner's stop lands above the success line)
 #   MISSED_GRASP_FRACTION=0 share of demos recorded from a missed grasp (recovery demos: open, approach again, grasp)
 #   IMAGE_SIZE=128          camera render size of the demos and of the eval (models resize to 96 px VLM, 64 px AE)
 #   COLLECT_WORKERS=2       rendering processes for collect-sim
-#   EVAL_EPISODES=50        seeded Lift episodes for the eval stage (test seeds 7..56)
-#   OUT=wp_policy/wp_policy/assets/policies/lift_demo       export directory
+#   EVAL_EPISODES=50        eval stage: seeded Lift episodes (test seeds 7..56); LIBERO: 5 trials per task
+#                           (init states 0..4)
+#   EVAL_VIDEO=false        true: the eval stage writes one MP4 per episode (two views, plan overlay)
+#   OUT=wp_policy/wp_policy/assets/policies/lift_demo       export directory (LIBERO: $WORK/policy)
 #   REFINE_STEPS=5000       VLM steps of a second cosine cycle warm-started from the first VLM run (0: none)
 #   AE_ARGS= VLM_ARGS=      extra wp-train overrides, e.g. AE_ARGS="num_steps=10" (smoke runs; VLM_ARGS apply
 #                           to both VLM cycles)
 #   PROPRIO_TOKENS=uncoupled  planner waypoint layout: uncoupled = one token per gripper (the right finger
 #                           mirrors the left), all = one token per finger (the layout of earlier builds)
 #   AUGMENT=true            training image augmentation of both models (data.augment.enabled)
-#   SELECT_EPISODES=20      held-out episodes per candidate checkpoint (0: no selection, ship the last VLM)
+#   SELECT_EPISODES=20      held-out episodes per candidate checkpoint (0: no selection, ship the last VLM;
+#                           LIBERO: 0, its init states are split between demos and evaluation)
 #   SELECT_SEED=1000        first held-out reset seed (disjoint from the test seeds 7..56 and the demos' 100000..)
 #   SELECT_EVERY=1000       candidates: checkpoints at multiples of this step, plus each VLM cycle's last
 #   FORCE=                  1: redo the named stages from scratch even when their markers say done
@@ -39,7 +46,7 @@
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
@@ -47,24 +54,36 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PY:-$ROOT/.venv/bin/python}"
 WORK="${WORK:-/tmp/wp_demo}"
+TASK="${TASK:-robosuite:Lift}"
+case "$TASK" in
+    robosuite:*) LIBERO= ;;
+    libero:*) LIBERO=1 ;;
+    *) echo "TASK must be robosuite:<stand-in> or libero:<suite>, got '$TASK'" >&2; exit 2 ;;
+esac
+EPISODES="${EPISODES:-${LIBERO:+25}}"
 EPISODES="${EPISODES:-500}"
+FIRST_INIT_STATE="${FIRST_INIT_STATE:-25}"
 POST_SUCCESS_STEPS="${POST_SUCCESS_STEPS:-12}"
 MISSED_GRASP_FRACTION="${MISSED_GRASP_FRACTION:-0}"
 IMAGE_SIZE="${IMAGE_SIZE:-128}"
 COLLECT_WORKERS="${COLLECT_WORKERS:-2}"
+EVAL_EPISODES="${EVAL_EPISODES:-${LIBERO:+5}}"
 EVAL_EPISODES="${EVAL_EPISODES:-50}"
+EVAL_VIDEO="${EVAL_VIDEO:-false}"
 REFINE_STEPS="${REFINE_STEPS:-5000}"
 PROPRIO_TOKENS="${PROPRIO_TOKENS:-uncoupled}"
 AUGMENT="${AUGMENT:-true}"
+SELECT_EPISODES="${SELECT_EPISODES:-${LIBERO:+0}}"
 SELECT_EPISODES="${SELECT_EPISODES:-20}"
 SELECT_SEED="${SELECT_SEED:-1000}"
 SELECT_EVERY="${SELECT_EVERY:-1000}"
 FORCE="${FORCE:-}"
-OUT="${OUT:-$ROOT/wp_policy/wp_policy/assets/policies/lift_demo}"
+if [[ -n "$LIBERO" ]]; then OUT="${OUT:-$WORK/policy}"; else OUT="${OUT:-$ROOT/wp_policy/wp_policy/assets/policies/lift_demo}"; fi
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 
 DEMOS="$WORK/demos"                      # collect-sim output
-RLDS="$DEMOS/sim_lift/1.0.0"             # LIBERO-layout RLDS of the demos
+DATASET="sim_$(echo "${TASK#*:}" | tr 'A-Z,' 'a-z_')"  # collect-sim's dataset name: sim_lift, sim_libero_object ..
+RLDS="$DEMOS/$DATASET/1.0.0"             # LIBERO-layout RLDS of the demos
 WP="$WORK/waypoints"                     # waypoint_indices.json + waypoint-filtered RLDS + plots
 WP_RLDS="$WP/waypoint_filtered_rlds__libero/1.0.0"
 STATS="$WORK/dataset_statistics.json"
@@ -77,6 +96,15 @@ DONE="$WORK/.done"                       # stage markers
 AE_CONFIG="configs/train/demo_ae_lift.yaml"
 VLM_CONFIG="configs/train/demo_vlm_lift.yaml"
 EVAL_CONFIG="configs/eval/eval_lift.yaml"
+EVAL_ENV=(--set env.image_size="$IMAGE_SIZE")
+COLLECT_ENV=()
+if [[ -n "$LIBERO" ]]; then
+    EVAL_CONFIG="configs/eval/eval_libero.yaml"
+    EVAL_ENV+=(--set env.env="$TASK" --set workers="$COLLECT_WORKERS" --set torch_threads=0)
+    COLLECT_ENV=(--first-init-state "$FIRST_INIT_STATE")
+elif [[ "$TASK" != robosuite:Lift ]]; then
+    EVAL_ENV+=(--set env.env="$TASK")
+fi
 ORDER=(collect waypoints stats tokenizer ae vlm vlm_refine select export eval)
 
 AE_ARGS="${AE_ARGS:-}"
@@ -89,13 +117,14 @@ mkdir -p "$WORK" "$DONE"
 settings() {  # settings NAME: what a stage's outputs depend on, recorded in its marker
     case "$1" in
         collect) echo "episodes=$EPISODES image_size=$IMAGE_SIZE post_success_steps=$POST_SUCCESS_STEPS$(
-            [[ "$MISSED_GRASP_FRACTION" == 0 ]] || echo " missed_grasp_fraction=$MISSED_GRASP_FRACTION")" ;;
+            [[ "$MISSED_GRASP_FRACTION" == 0 ]] || echo " missed_grasp_fraction=$MISSED_GRASP_FRACTION")$(
+            [[ "$TASK" == robosuite:Lift ]] || echo " task=$TASK")${LIBERO:+ first_init_state=$FIRST_INIT_STATE}" ;;
         ae) echo "augment=$AUGMENT args=$AE_ARGS" ;;
         vlm) echo "augment=$AUGMENT proprio_tokens=$PROPRIO_TOKENS args=$VLM_ARGS" ;;
         vlm_refine) echo "steps=$REFINE_STEPS augment=$AUGMENT proprio_tokens=$PROPRIO_TOKENS args=$VLM_ARGS" ;;
         select) echo "episodes=$SELECT_EPISODES seed=$SELECT_SEED every=$SELECT_EVERY image_size=$IMAGE_SIZE" ;;
         export) echo "out=$OUT select_episodes=$SELECT_EPISODES" ;;
-        eval) echo "out=$OUT episodes=$EVAL_EPISODES image_size=$IMAGE_SIZE" ;;
+        eval) echo "out=$OUT episodes=$EVAL_EPISODES image_size=$IMAGE_SIZE$([[ "$EVAL_VIDEO" == false ]] || echo " video=$EVAL_VIDEO")" ;;
         *) echo "-" ;;
     esac
 }
@@ -125,9 +154,9 @@ run_stage() {  # run_stage NAME: skip it when its marker says done; else time, l
 }
 
 stage_collect() {
-    "$PY" -m wp_training.data_cli collect-sim --task robosuite:Lift --episodes "$EPISODES" --out "$DEMOS" \
+    "$PY" -m wp_training.data_cli collect-sim --task "$TASK" --episodes "$EPISODES" --out "$DEMOS" \
         --image-size "$IMAGE_SIZE" --seed 100000 --workers "$COLLECT_WORKERS" --overwrite \
-        --post-success-steps "$POST_SUCCESS_STEPS" --missed-grasp-fraction "$MISSED_GRASP_FRACTION"
+        --post-success-steps "$POST_SUCCESS_STEPS" --missed-grasp-fraction "$MISSED_GRASP_FRACTION" "${COLLECT_ENV[@]}"
 }
 
 stage_waypoints() {
@@ -140,14 +169,7 @@ stage_stats() {
 }
 
 stage_tokenizer() {  # a small SentencePiece model trained on the demos' instructions (PaliGemma's ids 0..3)
-    "$PY" - "$RLDS" "$TOKENIZER" <<'PYEOF'
-import sys
-from wp_training.rlds_io import RldsReader
-from wp_training.text_tokenizer import train_sentencepiece
-episodes = RldsReader(sys.argv[1]).episodes(observation_keys=[], step_keys=("language_instruction",))
-texts = sorted({ep["language_instruction"] for _, ep in episodes})
-print(f"instructions: {texts} -> {train_sentencepiece(sys.argv[2], texts)}")
-PYEOF
+    "$PY" -m wp_training.data_cli tokenizer --rlds "$RLDS" --out "$TOKENIZER"
 }
 
 DATA_OVERRIDES=(data.tokenizer_path="$TOKENIZER" data.stats_path="$STATS" data.augment.enabled="$AUGMENT")
@@ -205,7 +227,7 @@ stage_train() {  # one model at a time with every core; each is a stage of its o
 
 write_policy_yaml() {  # write_policy_yaml FILE VLM AE STATS TOKENIZER: a PolicyConfig naming these files
     cat > "$1" <<YAMLEOF
-# The shipped default policy (robosuite Lift stand-in, LIBERO robot config). Paths are relative to this file.
+# A demo policy ($TASK, LIBERO robot config). Paths are relative to this file.
 # Rebuilt by scripts/train_demo_policy.sh; see README.md here for the commands, data and measured success rate.
 robot: libero
 vlm_checkpoint: $2
@@ -233,7 +255,7 @@ stage_select() {  # the VLM checkpoint with the most successes on held-out seeds
     write_policy_yaml "$SELECT_DIR/base_policy.yaml" "$(last_vlm)" "$AE_RUN/final_model" "$STATS" "$TOKENIZER"
     "$PY" -m wp_training.train_cli select --runs "${runs[@]}" --policy "$SELECT_DIR/base_policy.yaml" \
         --eval-config "$EVAL_CONFIG" --seed "$SELECT_SEED" --episodes "$SELECT_EPISODES" --every "$SELECT_EVERY" \
-        --out "$SELECT_DIR" --set env.image_size="$IMAGE_SIZE" --no-progress
+        --out "$SELECT_DIR" "${EVAL_ENV[@]}" --no-progress
 }
 
 final_vlm() {  # the VLM that is exported: the selected one after a select stage, else the last one trained
@@ -254,9 +276,8 @@ WaypointPolicy.from_config(l('$OUT/policy.yaml')); print('loaded $OUT/policy.yam
 }
 
 stage_eval() {
-    "$PY" -m wp_policy.sim.eval_cli --config "$EVAL_CONFIG" --set policy_config="$OUT/policy.yaml" \
-        --set trials_per_task="$EVAL_EPISODES" --set env.image_size="$IMAGE_SIZE" --set record_video=false \
-        --output-dir "$WORK/eval" --overwrite
+    "$PY" -m wp_policy.sim.eval_cli --config "$EVAL_CONFIG" --policy "$OUT/policy.yaml" "${EVAL_ENV[@]}" \
+        --set trials_per_task="$EVAL_EPISODES" --set record_video="$EVAL_VIDEO" --output-dir "$WORK/eval" --overwrite
 }
 
 for stage in "${STAGES[@]}"; do
