@@ -24,8 +24,8 @@ import numpy as np
 
 from wp_policy.robot_config import load_robot_config
 from wp_policy.tokenizer import TextTokenizer, TokenLayout, WaypointTokenizer
+from wp_policy.transforms import collate
 from wp_training.ae_dataset import AEDataConfig, WaypointAEDataset
-from wp_training.collate import collate
 from wp_training.extract import ExtractConfig, run_extraction
 from wp_training.rlds_io import write_rlds
 from wp_training.stats import run_stats

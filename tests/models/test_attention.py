@@ -110,7 +110,7 @@ def test_prefix_cache_matches_transformers_gemma(tiny_ae, tiny_ae_config):
     batch = ae_batch(tiny_ae_config, n=2)
     cache = tiny_ae.encode_prefix(batch)
     pg = tiny_ae.paligemma
-    img, img_valid = embed_images(pg, batch[B.IMAGES], batch[B.IMAGE_MASKS], tiny_ae_config.image_keys)
+    img, img_valid = embed_images(pg, batch, tiny_ae_config.image_keys)
     embeds = torch.cat([img, embed_text(pg, batch[B.TOKENS])], dim=1)
     valid = torch.cat([img_valid, batch[B.INPUT_MASK]], dim=1)
     mask = masks.attention_mask(valid, torch.zeros_like(valid, dtype=torch.long))

@@ -15,7 +15,7 @@ import torch
 from wp_policy.config_io import load_config
 from wp_policy.models import WaypointActionExpert
 from wp_policy.paths import config_dir
-from wp_training.collate import collate
+from wp_policy.transforms import collate
 from wp_training.distributed import seed_everything
 from wp_training.model_setup import build_training_model
 from wp_training.train_config import TrainConfig

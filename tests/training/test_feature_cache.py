@@ -1,5 +1,6 @@
 """Frozen-vision feature cache: ``wp-data cache-features`` on the tiny LIBERO RLDS, then training from the cache
-gives the losses of training from images (same seed, frozen vision); caches of other weights or data are refused."""
+gives the losses of training from images (same seed, frozen vision); caches of other weights or data are refused.
+The models take ``VISION_FEATURES`` as a batch key of their own (no patched forward)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from safetensors import safe_open
 
 from wp_policy import batch as B
 from wp_policy.config_io import ConfigError
+from wp_policy.models.embeddings import vision_features
+from wp_policy.models.validation import ModelInputError
 from wp_training.data_cli import main as data_main
-from wp_training.feature_cache import FEATURES, FeatureCacheError, read_index
+from wp_training.feature_cache import FeatureCacheError, read_index
 from wp_training.metrics_log import read_jsonl
 from wp_training.train_state import load_model_weights
 from wp_training.train_task import get_task
@@ -69,9 +72,9 @@ def test_cached_batches_replace_images_and_give_the_same_loss(mode, caches, libe
     plain = tiny_config(mode, libero_data, tmp_path / "a", **FROZEN)
     cached = tiny_config(mode, libero_data, tmp_path / "b", **FROZEN, **{"model.vision_cache": str(caches[mode])})
     images, features = fixed_batch(task, plain, n=6), fixed_batch(task, cached, n=6)
-    assert B.IMAGES not in features and FEATURES not in images and B.IMAGES in images
-    assert set(features[FEATURES]) == {"base_0_rgb", "left_wrist_0_rgb"}
-    assert tuple(features[FEATURES]["base_0_rgb"].shape) == (6, 16, 32)
+    assert B.IMAGES not in features and B.VISION_FEATURES not in images and B.IMAGES in images
+    assert set(features[B.VISION_FEATURES]) == {"base_0_rgb", "left_wrist_0_rgb"}
+    assert tuple(features[B.VISION_FEATURES]["base_0_rgb"].shape) == (6, 16, 32)
     assert torch.equal(features[B.IMAGE_MASKS]["base_0_rgb"], images[B.IMAGE_MASKS]["base_0_rgb"])
     model = initial_model(task, cached)  # the cached-input model; IMAGES batches still run the real tower
     generator = torch.Generator().manual_seed(0)
@@ -81,8 +84,41 @@ def test_cached_batches_replace_images_and_give_the_same_loss(mode, caches, libe
                 param.add_(0.05 * torch.randn(param.shape, generator=generator))
     loss_images, loss_features = batch_loss(model, images), batch_loss(model, features)
     assert loss_features == pytest.approx(loss_images, rel=1e-5)
-    shifted = {**features, FEATURES: {k: v + 0.5 for k, v in features[FEATURES].items()}}
+    shifted = {**features, B.VISION_FEATURES: {k: v + 0.5 for k, v in features[B.VISION_FEATURES].items()}}
     assert abs(batch_loss(model, shifted) - loss_images) > 1e-4  # the features really feed the model
+
+
+@pytest.mark.parametrize("mode", ["ae", "vlm"])
+def test_models_take_vision_features_in_place_of_images(mode, libero_data, tmp_path):
+    """A plain model (as exported, no cache configured) gives bit-identical losses from its tower's features; bad
+    feature inputs are named."""
+    task = get_task(mode)
+    cfg = tiny_config(mode, libero_data, tmp_path, **FROZEN)
+    model, images = initial_model(task, cfg), fixed_batch(task, cfg, n=3)
+    keys = model.config.image_keys
+    with torch.no_grad():
+        hidden = vision_features(model.paligemma, images[B.IMAGES], keys)  # [B, V, N, D]
+    features = {k: v for k, v in images.items() if k != B.IMAGES}
+    features[B.VISION_FEATURES] = {k: hidden[:, i] for i, k in enumerate(keys)}
+    assert batch_loss(model, features) == batch_loss(model, images)
+    assert "forward" not in vars(model) and "forward" not in vars(model.paligemma.model.vision_tower)
+    with pytest.raises(ModelInputError, match="holds both images and vision_features"):
+        batch_loss(model, {**features, B.IMAGES: images[B.IMAGES]})
+    wrong = {**features, B.VISION_FEATURES: {k: v[:, :8] for k, v in features[B.VISION_FEATURES].items()}}
+    shape = r"vision_features\['base_0_rgb'\] must be a float tensor \[B, 16, 32\]"
+    with pytest.raises(ModelInputError, match=shape):
+        batch_loss(model, wrong)
+
+
+def test_the_cache_check_runs_on_the_first_cached_batch_only(caches, libero_data, tmp_path):
+    task = get_task("ae")
+    cfg = tiny_config("ae", libero_data, tmp_path, **FROZEN, **{"model.vision_cache": str(caches["ae"])})
+    model = initial_model(task, cfg)
+    assert len(model._forward_pre_hooks) == 1
+    batch_loss(model, fixed_batch(task, tiny_config("ae", libero_data, tmp_path / "i", **FROZEN), n=2))
+    assert len(model._forward_pre_hooks) == 1  # image batches need no cache
+    batch_loss(model, fixed_batch(task, cfg, n=2))
+    assert not model._forward_pre_hooks  # checked once, then gone
 
 
 def test_training_from_the_cache_matches_training_from_images(caches, libero_data, tmp_path):

@@ -9,8 +9,8 @@ from rlds_fixtures import libero_episodes, r1lite_episodes
 
 from wp_policy import batch as B
 from wp_policy.normalize import StatsError, load_stats
+from wp_policy.transforms import collate
 from wp_training.ae_dataset import AEDataConfig, WaypointAEDataset
-from wp_training.collate import collate
 from wp_training.extract import WaypointIndex
 from wp_training.streaming import StreamConfig, make_dataloader
 

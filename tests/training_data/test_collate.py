@@ -1,4 +1,4 @@
-"""Image preparation (same as deployment) and stacking samples into the batch contract."""
+"""Image preparation from dataset bytes (the shared transforms) and stacking samples into the batch contract."""
 
 import numpy as np
 import pytest
@@ -6,14 +6,16 @@ import torch
 
 from wp_policy import batch as B
 from wp_policy.image_proc import resize_with_pad
-from wp_training.collate import collate, image_inputs, model_image
+from wp_policy.transforms import collate
+from wp_training.collate import image_inputs
 from wp_training.rlds_io import encode_image
 
 
-def test_model_image_pads_like_deployment(libero_config):
+def test_dataset_image_pads_like_deployment(libero_config):
     wide = np.zeros((40, 80, 3), np.uint8)
     wide[..., 0] = 200
-    img = model_image(encode_image(wide, "png"), 64)
+    images, _ = image_inputs({"image": encode_image(wide, "png")}, libero_config, ("base_0_rgb",), 64)
+    img = images["base_0_rgb"]
     assert img.shape == (3, 64, 64) and img.dtype == np.float32
     expected = resize_with_pad(wide, 64, 64).transpose(2, 0, 1) / 127.5 - 1
     np.testing.assert_allclose(img, expected, atol=1e-6)

@@ -5,7 +5,7 @@ import pytest
 
 from wp_policy import batch as B
 from wp_policy.normalize import load_stats
-from wp_training.collate import collate
+from wp_policy.transforms import collate
 from wp_training.rlds_io import read_rlds
 from wp_training.streaming import StreamConfig
 from wp_training.vlm_dataset import VLMDataConfig, WaypointVLMDataset, waypoint_targets

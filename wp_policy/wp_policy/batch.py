@@ -10,6 +10,9 @@ Images enter the models as ``float32 [B, 3, H, W]`` in [-1, 1] (channels first),
 Shared by both models:
   IMAGES        dict[model_key -> float32 [B, 3, H, W]]  in [-1, 1]
   IMAGE_MASKS   dict[model_key -> bool [B]]              False: view missing (its tokens are masked out)
+  VISION_FEATURES  dict[model_key -> float [B, N, D]]    instead of IMAGES: the vision tower's output for them
+                                                         (SigLIP last hidden state, N = (H / patch)^2, D = width),
+                                                         precomputed for a frozen tower (``wp-data cache-features``)
   TOKENS        int64 [B, L]                             prompt (AE) or full sequence (VLM), right-padded
   INPUT_MASK    bool [B, L]                              real tokens
 
@@ -28,6 +31,7 @@ VLM batch (tokens from ``WaypointTokenizer.encode_training``):
 
 IMAGES = "images"
 IMAGE_MASKS = "image_masks"
+VISION_FEATURES = "vision_features"
 TOKENS = "tokens"
 INPUT_MASK = "input_mask"
 AR_MASK = "ar_mask"

@@ -15,8 +15,8 @@ A sample is one pair of consecutive waypoints ``(a, b)`` of an episode with dura
   DIM_MASK            bool [32]          dim < action.dim
   DURATION            int64              d
 
-This is the transform order the deployment path uses (:mod:`wp_policy.runtime.policy`), so a trained AE sees the
-same numbers at inference.
+Every field but the training targets is built by :mod:`wp_policy.transforms`, the functions the deployment path
+(:mod:`wp_policy.runtime.policy`) calls too, so a trained AE sees the same numbers at inference.
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ from typing import Iterator
 import numpy as np
 
 from wp_policy import batch as B
-from wp_policy.normalize import Normalizer, load_stats
+from wp_policy.normalize import load_stats
 from wp_policy.robot_config import RobotConfig
 from wp_policy.tokenizer import WaypointTokenizer
+from wp_policy.transforms import ActionTransform, ProprioTransform, ae_inputs, camera_masks, pad_to
 from wp_training.augment import AugmentConfig
-from wp_training.collate import camera_masks, sample_image_inputs
+from wp_training.collate import sample_image_inputs
 from wp_training.extract import WaypointIndex
 from wp_training.feature_cache import FeatureStore, cached_image_fields
-from wp_training.stats import model_action, model_proprio
+from wp_training.stats import episode_proprio
 from wp_training.streaming import StreamConfig, StreamingDataset
 
 
@@ -58,13 +59,6 @@ class AEDataConfig:
             raise ValueError(f"prompt_len ({self.prompt_len}) must be >= 2 and image_size ({self.image_size}) >= 1")
 
 
-def pad_to(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Zero-pad ``x`` (float32) at the end of every axis up to ``shape``."""
-    out = np.zeros(shape, np.float32)
-    out[tuple(slice(0, n) for n in np.shape(x))] = x
-    return out
-
-
 class WaypointAEDataset(StreamingDataset):
     """Streams AE samples (see the module docstring); checks dataset, index, stats and robot on construction."""
 
@@ -80,8 +74,8 @@ class WaypointAEDataset(StreamingDataset):
             raise ValueError(f"tokenizer proprio_dim {tokenizer.proprio_dim} != robot proprio dim {robot.proprio.dim}")
         self.cfg, self.robot, self.tokenizer = cfg, robot, tokenizer
         stats = load_stats(cfg.stats_path).check_dims(robot.action.dim, robot.proprio.dim, where=cfg.stats_path)
-        self.action_norm = Normalizer(stats.action, robot.action.norm_mask)
-        self.proprio_norm = Normalizer(stats.proprio, robot.proprio.norm_mask)
+        self.actions = ActionTransform(robot, stats.action)
+        self.proprio = ProprioTransform(robot, stats.proprio)
         self.index = WaypointIndex.load(cfg.waypoint_indices)
         self.reader.check_robot(robot)
         if self.reader.num_episodes != len(self.index.lengths):
@@ -106,8 +100,8 @@ class WaypointAEDataset(StreamingDataset):
         where = f"{self.reader.dir}: episode {index}"
         w = self.index.check_episode(index, len(episode["action"]), str(self.reader.dir))
         try:
-            proprio = self.proprio_norm.normalize(model_proprio(episode, self.robot))
-            actions = self.action_norm.normalize(model_action(episode, self.robot))
+            proprio = self.proprio.normalize(episode_proprio(episode, self.robot))
+            actions = self.actions.normalize(episode["action"])
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         cams = [] if self.features is not None else [c.rlds_key for c in self.robot.cameras]
@@ -132,22 +126,17 @@ class WaypointAEDataset(StreamingDataset):
 
     def finalize(self, raw: dict) -> dict:
         d = len(raw["actions"])
-        prompt = self.tokenizer.prompt_tokens(raw["instruction"], raw["start"])
-        if len(prompt) > self.cfg.prompt_len:
-            raise ValueError(f"{raw['where']}: prompt has {len(prompt)} tokens, more than prompt_len "
-                             f"{self.cfg.prompt_len}; raise prompt_len in the data config")
-        tokens = np.full(self.cfg.prompt_len, self.tokenizer.text.pad_id, np.int64)
-        tokens[: len(prompt)] = prompt
+        try:
+            inputs = ae_inputs(self.tokenizer, raw["instruction"], raw["start"], raw["end"], d, B.MODEL_PROPRIO_DIM,
+                               self.cfg.prompt_len)
+        except ValueError as exc:
+            raise ValueError(f"{raw['where']}: {exc}") from None
         return {
             **self.image_fields(raw),
-            B.TOKENS: tokens,
-            B.INPUT_MASK: np.arange(self.cfg.prompt_len) < len(prompt),
-            B.START_PROPRIO: pad_to(raw["start"], (B.MODEL_PROPRIO_DIM,)),
-            B.END_PROPRIO: pad_to(raw["end"], (B.MODEL_PROPRIO_DIM,)),
+            **inputs,
             B.ACTIONS: pad_to(raw["actions"], (B.HORIZON, B.MODEL_ACTION_DIM)),
             B.STEP_MASK: np.arange(B.HORIZON) < d,
             B.DIM_MASK: self.dim_mask.copy(),
-            B.DURATION: np.int64(d),
         }
 
     def image_fields(self, raw: dict) -> dict:

@@ -15,9 +15,9 @@ from typing import Literal
 
 from wp_policy.config_io import ConfigError
 from wp_policy.models import AEConfig, ae_config, load_pi05_base, save_pretrained
+from wp_policy.transforms import collate
 from wp_training import feature_cache
 from wp_training.ae_dataset import AEDataConfig, WaypointAEDataset
-from wp_training.collate import collate
 from wp_training.task_common import (
     LLM_LORA_TARGETS,
     PALIGEMMA_GROUPS,

@@ -12,13 +12,14 @@ On disk (``<dir>``)::
                               projector, which stays trainable), episode int64 [n], step int64 [n]
 
 ``vision_hash`` is a SHA-256 of the vision tower's weights as training holds them (after Pi0.5 loading and the
-precision cast); the model checks it on its first cached batch, so features from another checkpoint, seed or
-precision are rejected instead of silently mismatching. The model also refuses cached input while any vision
-parameter trains. Features of a missing camera (zeros image, mask False) are stored too, so a cached batch is
-numerically the batch the tower would have produced.
+precision cast); :func:`check_on_first_cached_batch` compares it when the first cached batch reaches the model, so
+features from another checkpoint, seed or precision are rejected instead of silently mismatching, and so is cached
+input while any vision parameter trains. Features of a missing camera (zeros image, mask False) are stored too, so
+a cached batch is numerically the batch the tower would have produced.
 
-Batches carry ``FEATURES`` (model image key -> float32 [B, N, D]) instead of ``IMAGES``; :class:`FeatureInput`
-feeds them to the model without changing its parameter names (checkpoints and exports are unaffected).
+Batches carry ``VISION_FEATURES`` (model image key -> float32 [B, N, D], :mod:`wp_policy.batch`) instead of
+``IMAGES``; both models take either (their image embedding skips the tower for features), so the model, its
+parameter names, checkpoints and exports are those of an image-trained run.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -40,12 +42,12 @@ from tqdm import tqdm
 
 from wp_policy import batch as B
 from wp_policy.config_io import ConfigError
+from wp_policy.models.embeddings import vision_features
 
 log = logging.getLogger(__name__)
 
 FORMAT = "wp-vision-cache-v1"
 INDEX_FILE = "index.json"
-FEATURES = "vision_features"  # batch key: model image key -> float32 [B, N, D] (SigLIP last hidden state)
 
 
 class FeatureCacheError(ConfigError):
@@ -134,74 +136,33 @@ def open_for_dataset(cache_dir: str, rlds_dir: str, image_keys: tuple[str, ...])
 def cached_image_fields(store: FeatureStore, raw: dict, masks: dict) -> dict:
     """The batch fields replacing IMAGES for one compact sample (``episode``/``step`` identify the frame)."""
     feats = store.lookup(raw["episode"], raw["step"])
-    return {FEATURES: {k: feats[i] for i, k in enumerate(store.image_keys)}, B.IMAGE_MASKS: masks}
+    return {B.VISION_FEATURES: {k: feats[i] for i, k in enumerate(store.image_keys)}, B.IMAGE_MASKS: masks}
 
 
 # ---- model side ---------------------------------------------------------------------------------------------------
-class FeatureInput:
-    """Lets a WaypointActionExpert / WaypointVLM take ``FEATURES`` batches: the vision tower's forward returns the
-    cached features, and the model's forward gets placeholder images that pass its input checks (zeros, expanded:
-    no memory). Batches with IMAGES still run the real tower. Installed per instance, so parameter names,
-    checkpoints and the exported model are those of the plain model."""
+def check_vision_weights(model: nn.Module, cache_dir: str) -> None:
+    """The tower must be frozen and hold exactly the weights the cache was computed with."""
+    if any(p.requires_grad for p in vision_tower(model).parameters()):
+        raise ConfigError("model.vision_cache: the vision tower is trainable; cached features need it frozen "
+                          "(add 'vision' to freeze:)")
+    expected, actual = read_index(cache_dir)["vision_hash"], vision_hash(model)
+    if expected != actual:
+        raise FeatureCacheError(f"vision_cache {cache_dir}: computed with other vision weights (hash {expected[:12]}, "
+                                f"this model {actual[:12]}): different pretrained_path, seed or precision; re-run "
+                                f"`wp-data cache-features` with this config")
 
-    def __init__(self, model: nn.Module, cache_dir: str):
-        self.model, self.cache_dir = model, cache_dir
-        self.tower = vision_tower(model)
-        self._model_forward, self._tower_forward = model.forward, self.tower.forward
-        self._pending: torch.Tensor | None = None
-        self._checked = False
 
-    @classmethod
-    def install(cls, model: nn.Module, cache_dir: str) -> "FeatureInput":
-        feed = cls(model, cache_dir)
-        model.forward = feed.forward
-        feed.tower.forward = feed.tower_forward
-        model.feature_input = feed  # not a Module: no parameters, no state_dict entries
-        return feed
+def check_on_first_cached_batch(model: nn.Module, cache_dir: str) -> None:
+    """Run :func:`check_vision_weights` when the first ``VISION_FEATURES`` batch reaches ``model`` (a forward
+    pre-hook that then removes itself). Not earlier: the weights are final only after pretrained loading, freezing
+    and the precision cast, and exporting or inspecting the model needs no cache."""
+    def check(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        batch = args[0] if args else kwargs.get("batch")
+        if isinstance(batch, Mapping) and B.VISION_FEATURES in batch:
+            check_vision_weights(module, cache_dir)
+            handle.remove()
 
-    def check(self) -> None:
-        """Once: the tower must be frozen and hold exactly the weights the cache was computed with."""
-        if any(p.requires_grad for p in self.tower.parameters()):
-            raise ConfigError(f"model.vision_cache: the vision tower is trainable; cached features need it frozen "
-                              f"(add 'vision' to freeze:)")
-        expected, actual = read_index(self.cache_dir)["vision_hash"], vision_hash(self.model)
-        if expected != actual:
-            raise FeatureCacheError(f"vision_cache {self.cache_dir}: computed with other vision weights (hash "
-                                    f"{expected[:12]}, this model {actual[:12]}): different pretrained_path, seed "
-                                    f"or precision; re-run `wp-data cache-features` with this config")
-        self._checked = True
-
-    def forward(self, batch, *args, **kwargs):
-        feats = batch.get(FEATURES) if isinstance(batch, dict) else None
-        if feats is None:
-            return self._model_forward(batch, *args, **kwargs)
-        if not self._checked:
-            self.check()
-        cfg = self.model.config
-        keys, size = cfg.image_keys, cfg.vision.image_size
-        missing = sorted(set(keys) - set(feats))
-        if missing:
-            raise ConfigError(f"{FEATURES} lacks model views {missing}")
-        stacked = torch.stack([feats[k] for k in keys], dim=1)  # [B, V, N, D], the order embed_images uses
-        n = stacked.shape[0]
-        zero = torch.zeros((), device=stacked.device)
-        images = {k: zero.expand(n, 3, size, size) for k in keys}
-        self._pending = stacked.flatten(0, 1)
-        try:
-            inputs = {k: v for k, v in batch.items() if k != FEATURES}
-            return self._model_forward({**inputs, B.IMAGES: images}, *args, **kwargs)
-        finally:
-            self._pending = None
-
-    def tower_forward(self, pixel_values, *args, **kwargs):
-        if self._pending is None:
-            return self._tower_forward(pixel_values, *args, **kwargs)
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-        if pixel_values.shape[0] != self._pending.shape[0]:
-            raise RuntimeError(f"cached features for {self._pending.shape[0]} images, the model asked for "
-                               f"{pixel_values.shape[0]}")
-        return BaseModelOutputWithPooling(last_hidden_state=self._pending.to(pixel_values.device))
+    handle = model.register_forward_pre_hook(check, with_kwargs=True)
 
 
 # ---- writing (`wp-data cache-features`) -----------------------------------------------------------------------------
@@ -248,7 +209,6 @@ def write_cache(cfg, out_dir: str | Path, *, batch_size: int = 32, rows_per_shar
     model = model.to(dev).eval()
     dataset = task.build_dataset(model_cfg, data_cfg, DataShard(0, 1, cfg.seed, 0))
     keys, size = model.config.image_keys, model.config.vision.image_size
-    tower = vision_tower(model)
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -272,10 +232,9 @@ def write_cache(cfg, out_dir: str | Path, *, batch_size: int = 32, rows_per_shar
         nonlocal pending, shape, dtype
         if not pending:
             return
-        pixels = torch.stack([torch.from_numpy(np.stack([p[2][0][k] for k in keys])) for p in pending])
+        images = {k: torch.stack([torch.from_numpy(p[2][0][k]) for p in pending]) for k in keys}
         with torch.no_grad(), autocast_context(dev, cfg.precision):
-            hidden = tower(pixels.flatten(0, 1).to(dev, model.paligemma.dtype)).last_hidden_state
-        hidden = hidden.reshape(len(pending), len(keys), *hidden.shape[1:]).cpu()
+            hidden = vision_features(model.paligemma, images, keys).cpu()  # [n, V, N, D]
         shape, dtype = tuple(hidden.shape[1:]), str(hidden.dtype).removeprefix("torch.")
         buffered.append(([p[0] for p in pending], [p[1] for p in pending], hidden))
         pending = []

@@ -19,17 +19,24 @@ import numpy as np
 
 from wp_policy.normalize import DatasetStats, fit_stats
 from wp_policy.robot_config import RobotConfig
+from wp_policy.transforms import dataset_action_to_model
 from wp_training.rlds_io import RldsReader, concat_keys
 
 
 def model_action(episode: dict, robot: RobotConfig) -> np.ndarray:
     """Dataset actions -> model space, not normalised: ``float64 [T, action.dim]``."""
-    return robot.action_to_model(robot.select_action(episode["action"]))
+    return dataset_action_to_model(robot, episode["action"])
+
+
+def episode_proprio(episode: dict, robot: RobotConfig) -> np.ndarray:
+    """Concatenated state keys -> the robot's physical proprio ``[T, proprio.dim]`` (what a runtime observation
+    holds; :class:`wp_policy.transforms.ProprioTransform` takes it from there)."""
+    return robot.select_proprio(concat_keys(episode["observation"], robot.state_keys))
 
 
 def model_proprio(episode: dict, robot: RobotConfig) -> np.ndarray:
     """Concatenated state keys -> model space, not normalised: ``float64 [T, proprio.dim]``."""
-    return robot.proprio_to_model(robot.select_proprio(concat_keys(episode["observation"], robot.state_keys)))
+    return robot.proprio_to_model(episode_proprio(episode, robot))
 
 
 def model_space(episode: dict, robot: RobotConfig, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -61,11 +61,11 @@ def build_model_config(factory: Callable[..., Any], preset: str, fields: dict[st
 
 
 def build_task_model(model_cfg) -> nn.Module:
-    """The mode's model (AE or VLM, by the config's kind), reading cached vision features when the config names a
-    cache."""
+    """The mode's model (AE or VLM, by the config's kind); with a vision cache, the first cached batch checks that
+    the tower is frozen and holds the cache's weights."""
     model = build_model(model_cfg.model_config())
     if model_cfg.vision_cache:
-        feature_cache.FeatureInput.install(model, model_cfg.vision_cache)
+        feature_cache.check_on_first_cached_batch(model, model_cfg.vision_cache)
     return model
 
 

@@ -27,13 +27,14 @@ from typing import Iterator
 import numpy as np
 
 from wp_policy import batch as B
-from wp_policy.normalize import Normalizer, load_stats
+from wp_policy.normalize import load_stats
 from wp_policy.robot_config import RobotConfig
 from wp_policy.tokenizer import WaypointTokenizer
+from wp_policy.transforms import ProprioTransform, camera_masks
 from wp_training.augment import AugmentConfig
-from wp_training.collate import camera_masks, sample_image_inputs
+from wp_training.collate import sample_image_inputs
 from wp_training.feature_cache import FeatureStore, cached_image_fields
-from wp_training.stats import model_proprio
+from wp_training.stats import episode_proprio
 from wp_training.streaming import StreamConfig, StreamingDataset
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class WaypointVLMDataset(StreamingDataset):
             raise ValueError(f"tokenizer proprio_dim {tokenizer.proprio_dim} != robot proprio dim {robot.proprio.dim}")
         self.cfg, self.robot, self.tokenizer = cfg, robot, tokenizer
         stats = load_stats(cfg.stats_path).check_dims(robot.action.dim, robot.proprio.dim, where=cfg.stats_path)
-        self.proprio_norm = Normalizer(stats.proprio, robot.proprio.norm_mask)
+        self.proprio = ProprioTransform(robot, stats.proprio)
         self.reader.check_robot(robot)
         if "duration" not in self.reader.layout.step_fields:
             raise ValueError(f"{self.reader.dir}: no steps/duration field, so this is not a waypoint-filtered RLDS; "
@@ -114,7 +115,7 @@ class WaypointVLMDataset(StreamingDataset):
             self._clip_logged = True
         durations = np.minimum(durations, limit)
         try:
-            proprio = self.proprio_norm.normalize(model_proprio(episode, self.robot))
+            proprio = self.proprio.normalize(episode_proprio(episode, self.robot))
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         cams = [] if self.features is not None else [c.rlds_key for c in self.robot.cameras]

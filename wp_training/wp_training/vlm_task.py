@@ -16,8 +16,8 @@ from typing import Literal
 
 from wp_policy.config_io import ConfigError
 from wp_policy.models import VLMConfig, load_pi05_base, save_pretrained, vlm_config
+from wp_policy.transforms import collate
 from wp_training import feature_cache
-from wp_training.collate import collate
 from wp_training.task_common import (
     LLM_LORA_TARGETS,
     PALIGEMMA_GROUPS,

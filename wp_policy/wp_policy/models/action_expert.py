@@ -26,12 +26,12 @@ from wp_policy.models.backbone import build_paligemma, cast_parameters, default_
 from wp_policy.models.config import AEConfig, torch_dtype
 from wp_policy.models.embeddings import embed_images, embed_text, sinusoidal_embedding
 from wp_policy.models.joint_attention import ExpertTower, PrefixCache, expert_pass, prefix_pass
-from wp_policy.models.validation import ModelInputError, check_images, check_tensor, check_tokens, require
+from wp_policy.models.validation import ModelInputError, check_tensor, check_tokens, check_views, require
 
 TIME_BETA_ALPHA = 1.5  # t ~ Beta(1.5, 1), sampled as u ** (1 / 1.5)
 TIME_MIN = 0.001
 NUM_PROPRIO_TOKENS = 2  # [start, end]
-OBS_KEYS = (B.IMAGES, B.IMAGE_MASKS, B.TOKENS, B.INPUT_MASK)
+OBS_KEYS = (B.IMAGE_MASKS, B.TOKENS, B.INPUT_MASK)  # + IMAGES or VISION_FEATURES (check_views)
 COND_KEYS = (B.START_PROPRIO, B.END_PROPRIO, B.DURATION)
 TRAIN_KEYS = (B.ACTIONS, B.STEP_MASK, B.DIM_MASK)
 
@@ -94,7 +94,7 @@ class WaypointActionExpert(nn.Module):
         """Validate the AE batch (the contract in ``wp_policy.batch``); returns the batch size."""
         cfg = self.config
         require(batch, OBS_KEYS + COND_KEYS + (TRAIN_KEYS if training else ()))
-        n = check_images(batch[B.IMAGES], batch[B.IMAGE_MASKS], cfg.image_keys, cfg.vision.image_size)
+        n = check_views(batch, cfg.image_keys, cfg.vision)
         check_tokens(batch[B.TOKENS], batch[B.INPUT_MASK], n, cfg.vocab_size)
         for key in (B.START_PROPRIO, B.END_PROPRIO):
             check_tensor(key, batch[key], (n, cfg.proprio_dim), floating=True)
@@ -123,9 +123,10 @@ class WaypointActionExpert(nn.Module):
         return masks.attention_mask(valid, ar)
 
     def encode_prefix(self, batch: Mapping) -> PrefixCache:
-        """Images + prompt -> per-layer K/V of the PaliGemma tower. Run once per observation."""
+        """Images (or their vision features) + prompt -> per-layer K/V of the PaliGemma tower. Run once per
+        observation."""
         pg = self.paligemma
-        img, img_valid = embed_images(pg, batch[B.IMAGES], batch[B.IMAGE_MASKS], self.config.image_keys)
+        img, img_valid = embed_images(pg, batch, self.config.image_keys)
         tokens = batch[B.TOKENS].to(self.device)
         embeds = torch.cat([img, embed_text(pg, tokens)], dim=1)
         valid = torch.cat([img_valid.to(self.device), batch[B.INPUT_MASK].to(self.device).bool()], dim=1)

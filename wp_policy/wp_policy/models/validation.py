@@ -31,16 +31,24 @@ def check_finite(name: str, x: torch.Tensor) -> None:
         raise ModelInputError(f"{name} contains NaN or inf")
 
 
+def check_views(views: Mapping, image_keys: tuple[str, ...], vision) -> int:
+    """A batch's camera input, ``IMAGES`` or (for a frozen tower) ``VISION_FEATURES``, plus ``IMAGE_MASKS`` for
+    exactly ``image_keys``; ``vision`` is the model's VisionSpec. Returns B."""
+    require(views, (B.IMAGE_MASKS,))
+    if B.VISION_FEATURES in views:
+        if B.IMAGES in views:
+            raise ModelInputError(f"batch holds both {B.IMAGES} and {B.VISION_FEATURES}; pass one of them")
+        tokens = (vision.image_size // vision.patch_size) ** 2
+        return check_vision_features(views[B.VISION_FEATURES], views[B.IMAGE_MASKS], image_keys, tokens,
+                                     vision.width)
+    require(views, (B.IMAGES,))
+    return check_images(views[B.IMAGES], views[B.IMAGE_MASKS], image_keys, vision.image_size)
+
+
 def check_images(images: Mapping[str, torch.Tensor], image_masks: Mapping[str, torch.Tensor],
                  image_keys: tuple[str, ...], image_size: int) -> int:
     """Images ``float [B, 3, S, S]`` in [-1, 1] and masks ``bool [B]`` for exactly ``image_keys``; returns B."""
-    for what, d in (("images", images), ("image_masks", image_masks)):
-        if set(d) != set(image_keys):
-            raise ModelInputError(
-                f"{what} keys {sorted(d)} do not match the model's image_keys {list(image_keys)}; pass every view "
-                f"(zeros with image_masks False for a camera that is missing)"
-            )
-    sizes = set()
+    _check_keys(images, image_masks, image_keys, B.IMAGES)
     for key in image_keys:
         img = images[key]
         if not isinstance(img, torch.Tensor) or not img.is_floating_point() or img.ndim != 4:
@@ -57,10 +65,41 @@ def check_images(images: Mapping[str, torch.Tensor], image_masks: Mapping[str, t
         if lo < -1 - RANGE_TOL or hi > 1 + RANGE_TOL:
             raise ModelInputError(f"images[{key!r}] values span [{lo:.3g}, {hi:.3g}]; expected [-1, 1] "
                                   f"(uint8 pixels map as x / 127.5 - 1)")
+    return _check_masks(images, image_masks, image_keys)
+
+
+def check_vision_features(features: Mapping[str, torch.Tensor], image_masks: Mapping[str, torch.Tensor],
+                          image_keys: tuple[str, ...], tokens: int, width: int) -> int:
+    """Vision features ``float [B, tokens, width]`` and masks ``bool [B]`` for exactly ``image_keys``; returns B."""
+    _check_keys(features, image_masks, image_keys, B.VISION_FEATURES)
+    for key in image_keys:
+        feat = features[key]
+        if not isinstance(feat, torch.Tensor) or not feat.is_floating_point() or tuple(feat.shape[1:]) != (tokens,
+                                                                                                            width):
+            raise ModelInputError(f"{B.VISION_FEATURES}[{key!r}] must be a float tensor [B, {tokens}, {width}] (the "
+                                  f"vision tower's last hidden state), got {_describe(feat)}")
+        check_finite(f"{B.VISION_FEATURES}[{key!r}]", feat)
+    return _check_masks(features, image_masks, image_keys)
+
+
+def _check_keys(views: Mapping, image_masks: Mapping, image_keys: tuple[str, ...], name: str) -> None:
+    for what, d in ((name, views), (B.IMAGE_MASKS, image_masks)):
+        if set(d) != set(image_keys):
+            raise ModelInputError(
+                f"{what} keys {sorted(d)} do not match the model's image_keys {list(image_keys)}; pass every view "
+                f"(zeros with image_masks False for a camera that is missing)"
+            )
+
+
+def _check_masks(views: Mapping[str, torch.Tensor], image_masks: Mapping, image_keys: tuple[str, ...]) -> int:
+    """Masks ``bool [B]`` matching each view's batch size, one batch size for all views; returns it."""
+    sizes = set()
+    for key in image_keys:
+        n = views[key].shape[0]
         mask = image_masks[key]
-        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (img.shape[0],):
-            raise ModelInputError(f"image_masks[{key!r}] must be a bool tensor [{img.shape[0]}], got {_describe(mask)}")
-        sizes.add(img.shape[0])
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (n,):
+            raise ModelInputError(f"image_masks[{key!r}] must be a bool tensor [{n}], got {_describe(mask)}")
+        sizes.add(n)
     if len(sizes) != 1:
         raise ModelInputError(f"views disagree on the batch size: {sorted(sizes)}")
     return sizes.pop()

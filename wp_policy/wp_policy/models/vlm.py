@@ -26,10 +26,10 @@ from wp_policy.models.decoding import PlanResult, constrained_decode
 from wp_policy.models.embeddings import embed_images, embed_text
 from wp_policy.models.validation import (
     ModelInputError,
-    check_images,
     check_prefix_then_postfix,
     check_tensor,
     check_tokens,
+    check_views,
     require,
 )
 from wp_policy.tokenizer import TokenizedSequence
@@ -83,13 +83,11 @@ class WaypointVLM(nn.Module):
         set_hf_checkpointing(self.paligemma, enabled)
 
     # ---- shared pieces ------------------------------------------------------------------------------------------
-    def _check_images(self, images, image_masks) -> int:
-        return check_images(images, image_masks, self.config.image_keys, self.config.vision.image_size)
-
-    def _text_inputs(self, images, image_masks, tokens, input_mask, ar):
-        """-> embeds [B, N, D], 2D mask bool [B, N], token_type_ids [B, N], positions [B, N], image tokens Ni."""
+    def _text_inputs(self, views: Mapping, tokens, input_mask, ar):
+        """``views``: IMAGES or VISION_FEATURES, and IMAGE_MASKS -> embeds [B, N, D], 2D mask bool [B, N],
+        token_type_ids [B, N], positions [B, N], image tokens Ni."""
         dev = self.device
-        img, img_valid = embed_images(self.paligemma, images, image_masks, self.config.image_keys)
+        img, img_valid = embed_images(self.paligemma, views, self.config.image_keys)
         tokens, input_mask, ar = tokens.to(dev), input_mask.to(dev).bool(), ar.to(dev).long()
         embeds = torch.cat([img, embed_text(self.paligemma, tokens)], dim=1)
         valid = torch.cat([img_valid.to(dev), input_mask], dim=1)
@@ -98,8 +96,8 @@ class WaypointVLM(nn.Module):
 
     def text_hidden_states(self, batch: Mapping) -> torch.Tensor:
         """Final hidden states at the text positions of a VLM batch -> [B, L, D]."""
-        embeds, valid, types, pos, n_img = self._text_inputs(
-            batch[B.IMAGES], batch[B.IMAGE_MASKS], batch[B.TOKENS], batch[B.INPUT_MASK], batch[B.AR_MASK])
+        embeds, valid, types, pos, n_img = self._text_inputs(batch, batch[B.TOKENS], batch[B.INPUT_MASK],
+                                                             batch[B.AR_MASK])
         out = self.paligemma.model(inputs_embeds=embeds, attention_mask=valid, position_ids=pos, token_type_ids=types,
                                    use_cache=False)
         return out.last_hidden_state[:, n_img:]
@@ -111,8 +109,9 @@ class WaypointVLM(nn.Module):
         return self.paligemma.lm_head(self.text_hidden_states(batch)).float()
 
     def check_batch(self, batch: Mapping, training: bool = True) -> int:
-        require(batch, B.VLM_KEYS if training else (B.IMAGES, B.IMAGE_MASKS, B.TOKENS, B.INPUT_MASK, B.AR_MASK))
-        n = self._check_images(batch[B.IMAGES], batch[B.IMAGE_MASKS])
+        keys = B.VLM_KEYS if training else (B.IMAGE_MASKS, B.TOKENS, B.INPUT_MASK, B.AR_MASK)
+        require(batch, tuple(k for k in keys if k != B.IMAGES))  # IMAGES or VISION_FEATURES: check_views
+        n = check_views(batch, self.config.image_keys, self.config.vision)
         check_tokens(batch[B.TOKENS], batch[B.INPUT_MASK], n, self.config.vocab_size)
         shape = tuple(batch[B.TOKENS].shape)
         check_tensor(B.AR_MASK, batch[B.AR_MASK], shape, floating=False)
@@ -149,12 +148,13 @@ class WaypointVLM(nn.Module):
         ``min_duration``/``max_duration`` restrict the duration tokens (``min_duration=1`` forbids stopping).
         """
         cfg = self.config
-        n = self._check_images(images, image_masks)
+        views = {B.IMAGES: images, B.IMAGE_MASKS: image_masks}
+        n = check_views(views, cfg.image_keys, cfg.vision)
         check_tokens(prompt_tokens, prompt_mask, n, cfg.vocab_size, names=("prompt_tokens", "prompt_mask"))
         check_tensor("prompt_ar_mask", prompt_ar_mask, tuple(prompt_tokens.shape), floating=False)
         check_prefix_then_postfix(prompt_ar_mask, prompt_mask, "prompt_ar_mask")
         mask, tokens, ar = left_align(prompt_mask.bool(), prompt_tokens, prompt_ar_mask.long())
-        embeds, valid, types, pos, _ = self._text_inputs(images, image_masks, tokens, mask, ar)
+        embeds, valid, types, pos, _ = self._text_inputs(views, tokens, mask, ar)
         feed = (self._cached_feed if use_cache else self._uncached_feed)(embeds, valid, types, pos)
         m = cfg.num_waypoints if num_waypoints is None else num_waypoints
         return constrained_decode(feed, cfg.layout, n, cfg.waypoint_width, m,

@@ -6,10 +6,12 @@
     fill:  pair (physical start, end, d) -> proprio_to_model -> normalise -> AE sample_actions (first d steps)
            -> clip [-1, 1] -> unnormalise -> action_to_execution -> actions the robot receives
 
-These are the inverses of what the training datasets apply (``wp_training.vlm_dataset`` / ``ae_dataset``), with the
-same stats file for both models. Waypoints leave :meth:`WaypointPolicy.plan` in physical units because that is how
-they travel on /wp/waypoints; :meth:`WaypointPolicy.fill` takes them back in the same units, so the direct loop and
-the ROS graph normalise identical float64 values.
+Every model input is built by :mod:`wp_policy.transforms`, the functions the training datasets
+(``wp_training.vlm_dataset`` / ``ae_dataset``) call too, with the same stats file for both models; only the
+tolerance check on out-of-range proprio readings (:meth:`WaypointPolicy.normalized_proprio`) is the runtime's own.
+Waypoints leave :meth:`WaypointPolicy.plan` in physical units because that is how they travel on /wp/waypoints;
+:meth:`WaypointPolicy.fill` takes them back in the same units, so the direct loop and the ROS graph normalise
+identical float64 values.
 
 The AE's noise is drawn from a generator seeded with ``(seed, observation stamp, end waypoint)``
 (:func:`fill_seed`), so replaying the same observations gives the same actions whichever process computes them.
@@ -27,14 +29,15 @@ import torch
 
 from wp_policy import batch as B
 from wp_policy.config_io import ConfigError
-from wp_policy.image_proc import resize_with_pad
-from wp_policy.normalize import DatasetStats, Normalizer, load_stats
+from wp_policy.normalize import DatasetStats, load_stats
 from wp_policy.obs_sync import ObsSet
 from wp_policy.policy_config import DEVICE_AUTO, PolicyConfig, check_device
 from wp_policy.policy_config import load_policy_config  # noqa: F401  (re-exported: the policy file's loader)
 from wp_policy.robot_config import RobotConfig, load_robot_config
 from wp_policy.runtime.plan import Plan, Waypoint
 from wp_policy.tokenizer import TextTokenizer, TokenizationError, TokenLayout, WaypointTokenizer
+from wp_policy.transforms import (ActionTransform, ProprioTransform, ae_inputs, collate, image_inputs, to_device,
+                                  vlm_prompt_inputs)
 
 
 PROPRIO_CLIP_TOLERANCE = 0.1  # model-space distance past [-1, 1] still clipped (10 % of a gripper's half range)
@@ -113,8 +116,9 @@ class WaypointPolicy:
         self.robot, self.vlm, self.ae, self.tokenizer, self.config = robot, vlm, ae, tokenizer, config
         stats.check_dims(robot.action.dim, robot.proprio.dim, where=config.stats_path)
         robot.proprio.check_token_dims(tokenizer.waypoint_dims, where=config.vlm_checkpoint or "tokenizer")
-        self.proprio_norm = Normalizer(stats.proprio, robot.proprio.norm_mask)
-        self.action_norm = Normalizer(stats.action, robot.action.norm_mask)
+        self.proprio_transform = ProprioTransform(robot, stats.proprio)
+        self.action_transform = ActionTransform(robot, stats.action)
+        self.proprio_norm, self.action_norm = self.proprio_transform.norm, self.action_transform.norm
         self.device = torch.device(config.device)
         self.device_warning = ""  # set by from_config when device auto found no GPU (nodes report it)
         self.proprio_clipped = 0  # readings slightly outside [-1, 1] clipped before binning (see normalized_proprio)
@@ -157,7 +161,7 @@ class WaypointPolicy:
         ``PROPRIO_CLIP_TOLERANCE`` is a fault (wrong units, a miscalibrated sensor): :class:`ProprioOutOfRange`.
         """
         try:
-            y = self.proprio_norm.normalize(self.robot.proprio_to_model(proprio))
+            y = self.proprio_transform.normalize(proprio)
         except ValueError as exc:
             raise ValueError(f"proprio {np.asarray(proprio).tolist()}: {exc}") from None
         excess = np.abs(y) - 1.0
@@ -171,7 +175,7 @@ class WaypointPolicy:
         return np.clip(y, -1.0, 1.0)
 
     def physical_proprio(self, normalized: np.ndarray) -> np.ndarray:
-        return self.robot.proprio_to_physical(self.proprio_norm.unnormalize(normalized))
+        return self.proprio_transform.unnormalize(normalized)
 
     def physical_waypoint(self, decoded: np.ndarray) -> np.ndarray:
         """A decoded waypoint (normalised values of the tokenizer's waypoint dims) -> physical proprio ``[P]``;
@@ -183,26 +187,36 @@ class WaypointPolicy:
         model = self.robot.proprio.fill_coupled(self.proprio_norm.unnormalize(full), untokenised)
         return self.robot.proprio_to_physical(model)
 
-    def image_inputs(self, obs: ObsSet, image_keys: tuple[str, ...], size: int) -> tuple[dict, dict]:
-        """Views -> ``IMAGES`` float32 [1, 3, S, S] in [-1, 1] and ``IMAGE_MASKS`` bool [1] per model key.
+    def image_fields(self, obs: ObsSet, image_keys: tuple[str, ...], size: int) -> dict:
+        """Views -> one sample's ``IMAGES`` (float32 [3, S, S] in [-1, 1]) and ``IMAGE_MASKS`` (numpy, as in
+        training: a model key this robot has no camera for gets zeros and mask False)."""
+        def frame_of(camera) -> np.ndarray:
+            if camera.view not in obs.images:
+                raise ValueError(f"observation has no image for view {camera.view!r} (has {sorted(obs.images)})")
+            return np.asarray(obs.images[camera.view])
 
-        A model key this robot has no camera for gets zeros and mask False, as in training.
-        """
-        by_key = {c.model_key: c.view for c in self.robot.cameras}
-        images, masks = {}, {}
-        for key in image_keys:
-            view = by_key.get(key)
-            if view is None:
-                images[key] = torch.zeros(1, 3, size, size)
-                masks[key] = torch.zeros(1, dtype=torch.bool)
-                continue
-            if view not in obs.images:
-                raise ValueError(f"observation has no image for view {view!r} (has {sorted(obs.images)})")
-            rgb = resize_with_pad(np.asarray(obs.images[view]), size, size)
-            images[key] = torch.tensor(rgb).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
-            masks[key] = torch.ones(1, dtype=torch.bool)
-        dev = self.device
-        return {k: v.to(dev) for k, v in images.items()}, {k: v.to(dev) for k, v in masks.items()}
+        return image_inputs(self.robot, frame_of, image_keys, size)
+
+    def image_inputs(self, obs: ObsSet, image_keys: tuple[str, ...], size: int) -> tuple[dict, dict]:
+        """Views -> ``IMAGES`` float32 [1, 3, S, S] and ``IMAGE_MASKS`` bool [1] per model key, on the device."""
+        batch = self._batch(self.image_fields(obs, image_keys, size))
+        return batch[B.IMAGES], batch[B.IMAGE_MASKS]
+
+    def plan_inputs(self, obs: ObsSet, instruction: str) -> dict:
+        """The planner's batch of one (``IMAGES``, ``IMAGE_MASKS``, ``TOKENS``, ``INPUT_MASK``, ``AR_MASK``)."""
+        cfg = self.vlm.config
+        prompt = vlm_prompt_inputs(self.tokenizer, instruction, self.normalized_proprio(obs.proprio))
+        return self._batch({**self.image_fields(obs, cfg.image_keys, cfg.vision.image_size), **prompt})
+
+    def fill_inputs(self, obs: ObsSet, instruction: str, start: np.ndarray, end: np.ndarray, duration: int) -> dict:
+        """The AE's batch of one for physical ``start`` / ``end`` (the prompt unpadded; otherwise as in training)."""
+        cfg = self.ae.config
+        inputs = ae_inputs(self.tokenizer, instruction, self.normalized_proprio(start), self.normalized_proprio(end),
+                           duration, cfg.proprio_dim)
+        return self._batch({**self.image_fields(obs, cfg.image_keys, cfg.vision.image_size), **inputs})
+
+    def _batch(self, sample: dict) -> dict:
+        return to_device(collate([sample]), self.device)
 
     # ---- planning --------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -211,11 +225,9 @@ class WaypointPolicy:
         if self.vlm is None:
             raise RuntimeError("this policy was loaded without a VLM checkpoint; it can only fill")
         cfg = self.vlm.config
-        prompt = self.tokenizer.encode_prompt(instruction, self.normalized_proprio(obs.proprio))
-        images, masks = self.image_inputs(obs, cfg.image_keys, cfg.vision.image_size)
-        tokens, mask, ar = (torch.from_numpy(np.asarray(a))[None].to(self.device)
-                            for a in (prompt.tokens, prompt.input_mask, prompt.ar_mask))
-        result = self.vlm.plan(images, masks, tokens, mask, ar, num_waypoints=self.config.num_waypoints,
+        batch = self.plan_inputs(obs, instruction)
+        result = self.vlm.plan(batch[B.IMAGES], batch[B.IMAGE_MASKS], batch[B.TOKENS], batch[B.INPUT_MASK],
+                               batch[B.AR_MASK], num_waypoints=self.config.num_waypoints,
                                max_duration=min(cfg.layout.max_duration, B.HORIZON))  # the AE fills <= HORIZON
         n = int(result.num_valid[0])
         proprio = result.proprio[0, :n].double().numpy()
@@ -231,29 +243,11 @@ class WaypointPolicy:
             raise RuntimeError("this policy was loaded without an AE checkpoint; it can only plan")
         if not 1 <= duration <= B.HORIZON:
             raise ValueError(f"duration must be in 1..{B.HORIZON} to fill a chunk, got {duration}")
-        cfg = self.ae.config
-        start_n, end_n = self.normalized_proprio(start), self.normalized_proprio(end)
-        prompt = self.tokenizer.prompt_tokens(instruction, start_n)
-        images, masks = self.image_inputs(obs, cfg.image_keys, cfg.vision.image_size)
-        batch = {
-            B.IMAGES: images,
-            B.IMAGE_MASKS: masks,
-            B.TOKENS: torch.tensor([prompt], dtype=torch.long, device=self.device),
-            B.INPUT_MASK: torch.ones(1, len(prompt), dtype=torch.bool, device=self.device),
-            B.START_PROPRIO: self._pad(start_n, cfg.proprio_dim),
-            B.END_PROPRIO: self._pad(end_n, cfg.proprio_dim),
-            B.DURATION: torch.tensor([duration], dtype=torch.long, device=self.device),
-        }
+        batch = self.fill_inputs(obs, instruction, start, end, duration)
         gen = torch.Generator(device=self.device).manual_seed(fill_seed(self.config.seed, obs.stamp_ns, end))
         chunk = self.ae.sample_actions(batch, generator=gen, num_steps=self.config.num_flow_steps)  # [1, T, A]
         actions = chunk[0, :duration, : self.robot.action.dim].double().cpu().numpy()
-        return self.robot.action_to_execution(self.action_norm.unnormalize(np.clip(actions, -1.0, 1.0)))
-
-    def _pad(self, x: np.ndarray, dim: int) -> torch.Tensor:
-        """``[D]`` -> float32 ``[1, dim]`` zero-padded (the models' padded proprio width)."""
-        out = torch.zeros(1, dim, device=self.device)
-        out[0, : x.shape[-1]] = torch.from_numpy(np.asarray(x, dtype=np.float32))
-        return out
+        return self.action_transform.to_execution(actions)
 
 
 _KIND_NAMES = {"waypoint_vlm": "a VLM planner", "waypoint_ae": "an Action Expert"}
