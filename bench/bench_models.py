@@ -20,12 +20,12 @@ import torch
 from tqdm import tqdm
 
 from wp_policy import batch as B
-from wp_policy.models import WaypointActionExpert, WaypointVLM, ae_config, vlm_config
+from wp_policy.models import PRESETS, WaypointActionExpert, WaypointVLM, ae_config, vlm_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--preset", default="tiny", choices=("tiny", "pi05"))
+    p.add_argument("--preset", default="tiny", choices=tuple(PRESETS))
     p.add_argument("--batch", type=int, nargs="+", default=[1, 4], help="batch sizes to time")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per measurement")

@@ -24,7 +24,7 @@ from torch.utils.data import IterableDataset
 
 from wp_policy import batch as B
 from wp_policy.config_io import from_dict
-from wp_policy.models import WaypointActionExpert, WaypointVLM, ae_config, save_pretrained, vlm_config
+from wp_policy.models import PRESETS, WaypointActionExpert, WaypointVLM, ae_config, save_pretrained, vlm_config
 from wp_policy.paths import config_dir
 from wp_training.memory_plan import GIB, activation_model, budget_from_model, gpu_usage, load_memory_spec
 from wp_training.metrics_log import read_jsonl
@@ -140,7 +140,7 @@ def predicted_gib(cfg: TrainConfig, args) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", choices=("ae", "vlm"), default="ae")
-    p.add_argument("--preset", choices=("tiny", "pi05"), default="tiny")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="tiny")
     p.add_argument("--batch", type=int, default=4, help="per-GPU batch")
     p.add_argument("--steps", type=int, default=12, help="optimizer steps (the first --warmup are not timed)")
     p.add_argument("--warmup", type=int, default=2)

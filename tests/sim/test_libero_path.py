@@ -19,7 +19,7 @@ import torch
 from wp_policy.sim.base import SimUnavailableError
 from wp_policy.sim import libero_install
 from wp_policy.sim.libero_env import libero_config_file, load_init_states, require_libero, resolve_libero_paths
-from wp_policy.sim.registry import SimEnvConfig, available_env_names, make_env, parse_env_name
+from wp_policy.sim.registry import SimEnvConfig, available_env_names, backend_of, make_env, parse_env_name
 
 LIBERO_INSTALLED = importlib.util.find_spec("libero") is not None
 
@@ -147,6 +147,8 @@ def test_env_names():
         parse_env_name("libero:libero_goal,libero_10")
     with pytest.raises(ValueError, match="names no task"):
         parse_env_name("robosuite:")
+    assert backend_of("libero:libero_goal").uses_init_states and backend_of("libero:libero_goal").always_renders
+    assert not backend_of("robosuite:Lift").uses_init_states and backend_of("robosuite:Lift").recovery_demos
 
 
 def test_sim_env_config_validation():

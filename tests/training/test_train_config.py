@@ -87,7 +87,7 @@ def test_overrides_apply(tmp_path):
 def test_global_batch_checked_against_minimum(toy_config):
     cfg = toy_config(batch_size=4, grad_accum=2, min_global_batch=16)
     assert check_global_batch(cfg, 2) == 16
-    with pytest.raises(ConfigError, match=r"min_global_batch.*4 \(batch_size\) x 1 \(GPUs\) x 2.*grad_accum=4"):
+    with pytest.raises(ConfigError, match=r"min_global_batch.*4 \(batch_size\) x 1 \(processes\) x 2.*grad_accum=4"):
         check_global_batch(cfg, 1)
 
 

@@ -44,7 +44,7 @@ AE_FSDP_UNITS = ("SiglipEncoderLayer", "GemmaMLP", "Linear")
 class AEModelSection:
     """The ``model:`` section: ``ae_config(preset, ...)`` with the overrides below (0 / empty: the preset's)."""
 
-    preset: Literal["tiny", "pi05"] = "pi05"
+    preset: str = "pi05"  # a key of wp_policy.models.PRESETS (tiny, pi05)
     image_keys: tuple[str, ...] = ()  # camera model_keys in prefix order
     dtype: Literal["", "float32", "bfloat16"] = ""  # parameter dtype at construction (pi05: bfloat16)
     vocab_size: int = 0

@@ -40,7 +40,7 @@ from wp_policy.cli_help import HelpFormatter
 from wp_policy.robot_config import RobotConfig, load_robot_config
 from wp_policy.sim.base import SimEnv, SimUnavailableError
 from wp_policy.sim.protocol import RENDER_SIZE
-from wp_policy.sim.registry import SimEnvConfig, make_env, parse_env_name
+from wp_policy.sim.registry import BACKENDS, SimEnvConfig, make_env, parse_env_name
 from wp_training.attempt_cache import AttemptCache
 from wp_training.rlds_io import RldsError, write_rlds
 from wp_training.scripted_expert import DEMO_SEED, EXPERTS, ExpertEpisode, run_expert_episode
@@ -69,7 +69,8 @@ class CollectConfig:
 
     def __post_init__(self):
         backend, targets = parse_env_name(self.env)
-        if backend == "robosuite":
+        caps = BACKENDS[backend]
+        if not caps.uses_init_states:  # the stand-ins: one scripted expert per task
             missing = [t for t in targets if t not in EXPERTS]
             if missing:
                 raise ValueError(f"no scripted expert for {missing}; experts exist for {sorted(EXPERTS)}")
@@ -77,12 +78,12 @@ class CollectConfig:
             raise ValueError(f"task_ids must be distinct indices >= 0, got {list(self.task_ids)}")
         if self.first_init_state < 0:
             raise ValueError(f"first_init_state must be >= 0, got {self.first_init_state}")
-        if backend != "libero" and self.first_init_state:
+        if not caps.uses_init_states and self.first_init_state:
             raise ValueError("first_init_state applies to LIBERO suites (fixed init states) only; the stand-ins "
                              "reset with --seed")
         if not 0.0 <= self.missed_grasp_fraction <= 1.0:
             raise ValueError(f"missed_grasp_fraction must be in [0, 1], got {self.missed_grasp_fraction}")
-        if backend == "libero" and self.missed_grasp_fraction:
+        if not caps.recovery_demos and self.missed_grasp_fraction:
             raise ValueError("missed-grasp starts exist for the stand-in tasks' experts only, not for LIBERO suites")
         if self.episodes <= 0:
             raise ValueError(f"episodes must be positive, got {self.episodes}")
@@ -96,6 +97,11 @@ class CollectConfig:
             raise ValueError(f"seed must be >= 0 and image_size positive, got {self.seed}, {self.image_size}")
         object.__setattr__(self, "backend", backend)
         object.__setattr__(self, "targets", targets)
+
+    @property
+    def uses_init_states(self) -> bool:
+        """Attempts start from the suite's fixed init states (LIBERO), not from seeded resets (the stand-ins)."""
+        return BACKENDS[self.backend].uses_init_states
 
     def cache_settings(self) -> dict:
         """What an attempt's recording depends on (attempt i of a task is a function of these and i): the attempt
@@ -125,7 +131,7 @@ class CollectConfig:
         plan = []
         for name in (tuple(names[i] for i in self.task_ids) if self.task_ids else names):
             attempts = self.attempts_per_task
-            if self.backend == "libero":
+            if self.uses_init_states:
                 available = len(env.init_states(name)) - self.first_init_state
                 if available <= 0:
                     raise ValueError(f"first_init_state {self.first_init_state} is past the "
@@ -140,7 +146,7 @@ class CollectConfig:
         Whether an attempt starts from a missed grasp is drawn from its own seed, so it does not depend on workers.
         """
         seed = self.seed + attempt
-        init_state = self.first_init_state + attempt if self.backend == "libero" else None
+        init_state = self.first_init_state + attempt if self.uses_init_states else None
         draw = np.random.default_rng([seed, 2]).random()
         missed = bool(self.missed_grasp_fraction and draw < self.missed_grasp_fraction)
         return task, seed, init_state, missed
@@ -276,7 +282,7 @@ def collect(cfg: CollectConfig) -> dict:
         "env": cfg.env,
         "dataset_dir": str(dataset_dir),
         "seed": cfg.seed,
-        "first_init_state": cfg.first_init_state if cfg.backend == "libero" else None,
+        "first_init_state": cfg.first_init_state if cfg.uses_init_states else None,
         "episodes_per_task": cfg.episodes,
         "wall_s": round(wall_s, 1),
         "s_per_attempt": round(wall_s / attempts, 2) if attempts else None,  # whole run (start-up included)

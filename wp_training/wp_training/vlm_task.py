@@ -38,7 +38,7 @@ from wp_training.vlm_dataset import VLMDataConfig, WaypointVLMDataset
 class VLMModelSection:
     """The ``model:`` section: ``vlm_config(preset, proprio_dim, ...)`` with overrides (0 / empty: the preset's)."""
 
-    preset: Literal["tiny", "pi05"] = "pi05"
+    preset: str = "pi05"  # a key of wp_policy.models.PRESETS (tiny, pi05)
     proprio_dim: int = 0  # 0: the robot's proprio dim (data.robot)
     num_waypoints: int = 7
     image_keys: tuple[str, ...] = ()

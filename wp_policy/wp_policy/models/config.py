@@ -161,31 +161,39 @@ SO400M_14 = VisionSpec(width=1152, depth=27, mlp_dim=4304, num_heads=16, patch_s
 GEMMA_2B = GemmaSpec(width=2048, depth=18, mlp_dim=16384, num_heads=8, num_kv_heads=1, head_dim=256)
 GEMMA_300M = GemmaSpec(width=1024, depth=18, mlp_dim=4096, num_heads=8, num_kv_heads=1, head_dim=256)
 
-PRESETS = ("tiny", "pi05")
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """The towers and settings a model size shares between the AE and the planner."""
+
+    vision: VisionSpec
+    llm: GemmaSpec
+    expert: GemmaSpec  # the AE's action expert
+    settings: dict  # further config fields, e.g. vocabulary size and dtype
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(TINY_VISION, TINY_LLM, TINY_EXPERT,
+                   {"vocab_size": TINY_VOCAB, "dtype": "float32", "image_keys": DEFAULT_IMAGE_KEYS[:2]}),
+    "pi05": Preset(SO400M_14, GEMMA_2B, GEMMA_300M, {}),
+}
+
+
+def _preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {list(PRESETS)}")
+    return PRESETS[name]
 
 
 def ae_config(preset: str = "pi05", **overrides) -> AEConfig:
     """Action Expert config for ``preset`` with field ``overrides``."""
-    if preset == "tiny":
-        base = AEConfig(TINY_VISION, TINY_LLM, TINY_EXPERT, vocab_size=TINY_VOCAB, dtype="float32",
-                        image_keys=DEFAULT_IMAGE_KEYS[:2])
-    elif preset == "pi05":
-        base = AEConfig(SO400M_14, GEMMA_2B, GEMMA_300M)
-    else:
-        raise ValueError(f"unknown model preset {preset!r}; choose one of {list(PRESETS)}")
-    return dataclasses.replace(base, **overrides)
+    p = _preset(preset)
+    return dataclasses.replace(AEConfig(p.vision, p.llm, p.expert, **p.settings), **overrides)
 
 
 def vlm_config(preset: str = "pi05", proprio_dim: int = 8, **overrides) -> VLMConfig:
     """Planner config for ``preset``; ``proprio_dim`` is the robot's real proprio width (LIBERO 8, R1 Lite 14)."""
-    if preset == "tiny":
-        base = VLMConfig(TINY_VISION, TINY_LLM, proprio_dim, vocab_size=TINY_VOCAB, dtype="float32",
-                         image_keys=DEFAULT_IMAGE_KEYS[:2])
-    elif preset == "pi05":
-        base = VLMConfig(SO400M_14, GEMMA_2B, proprio_dim)
-    else:
-        raise ValueError(f"unknown model preset {preset!r}; choose one of {list(PRESETS)}")
-    return dataclasses.replace(base, **overrides)
+    p = _preset(preset)
+    return dataclasses.replace(VLMConfig(p.vision, p.llm, proprio_dim, **p.settings), **overrides)
 
 
 __all__ = [

@@ -40,7 +40,7 @@ from wp_policy.runtime.runner import REPLAN_MODES
 from wp_policy.sim.protocol import EVAL_SEED, NUM_TRIALS_PER_TASK, NUM_WAIT_STEPS
 from wp_policy.sim.base import SimUnavailableError
 from wp_policy.sim.recording import TERMINATIONS, VIDEO_SIZE, check_video_size
-from wp_policy.sim.registry import SimEnvConfig, make_env, parse_env_name
+from wp_policy.sim.registry import SimEnvConfig, backend_of, make_env
 from wp_policy.sim.rollout import EpisodeResult, EpisodeSpec
 
 RESULTS_FILE = "results.json"
@@ -102,7 +102,7 @@ class EvalConfig:
     @property
     def uses_init_states(self) -> bool:
         """LIBERO trials start from the suite's fixed init states; the stand-ins from seeded placements."""
-        return parse_env_name(self.env.env)[0] == "libero"
+        return backend_of(self.env.env).uses_init_states
 
 
 def load_eval_config(path: str | Path, overrides: dict | None = None) -> tuple[EvalConfig, PolicyConfig]:
