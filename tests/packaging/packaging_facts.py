@@ -96,6 +96,8 @@ def launch_problem(file_name: str, arguments: list[str]) -> str | None:
     try:
         values = parse_launch_args(arguments)
         values.pop("policy", None)  # a file on the robot (the mounted checkpoints), read only when the graph starts
+        if Path(values.get("robot_config", "")).suffix in (".yaml", ".yml"):
+            values["robot_config"] = "r1lite"  # a robot YAML there too: a shipped robot stands in for it
         resolve_graph(get_graph(launch_graph_name(launch_file)), values)
     except (ValueError, FileNotFoundError) as exc:
         return f"{file_name} {' '.join(arguments)}: {exc}"

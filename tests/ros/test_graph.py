@@ -14,9 +14,12 @@ from wp_policy.graph import GRAPHS, get_graph, parse_launch_args, resolve_graph
 from wp_policy.paths import config_dir, launch_dir
 from wp_policy.supervisor import node_command, write_overrides
 
+REQUIRED = {"robot": {"robot_config": "r1lite"}}  # arguments a graph cannot start without
+
 
 def test_graphs_have_the_designed_nodes():
     assert [n.name for n in get_graph("r1lite").nodes] == ["aggregator", "planner", "filler", "final_hold"]
+    assert get_graph("robot").nodes == get_graph("r1lite").nodes
     assert [n.name for n in get_graph("libero_sim").nodes] == ["libero_bridge", "aggregator", "planner", "filler"]
     executables = {n.name: n.executable for g in GRAPHS.values() for n in g.nodes}
     assert executables == {"aggregator": "wp_aggregator", "planner": "wp_planner", "filler": "wp_filler",
@@ -33,7 +36,7 @@ def test_a_covering_node_comes_with_the_node_it_covers():
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
 def test_params_file_sections_match_graph_nodes(name):
-    (node,) = resolve_graph(get_graph(name), {}, only=["aggregator"])
+    (node,) = resolve_graph(get_graph(name), REQUIRED.get(name, {}), only=["aggregator"])
     data = yaml.safe_load(node.params_files[0].read_text())
     assert set(data) == {n.name for n in get_graph(name).nodes}
     assert all(set(section) == {"ros__parameters"} for section in data.values())
@@ -195,7 +198,8 @@ def test_launch_file_is_built_from_the_graph(name, monkeypatch, request):
     assert [d.args[0] for d in declared] == [a.name for a in graph.arguments]
     assert all(d.kwargs["default_value"] == a.default and d.kwargs["description"] == a.help
                for d, a in zip(declared, graph.arguments))
-    values = {a.name: a.default for a in graph.arguments} | {"use_sim_time": "true", "device": "cuda:1"}
+    values = {a.name: a.default for a in graph.arguments} | {"use_sim_time": "true", "device": "cuda:1"} | \
+        REQUIRED.get(name, {})
     context = types.SimpleNamespace(launch_configurations=values)
     actions = opaque.kwargs["function"](context, *opaque.kwargs["args"])
     nodes = [a for a in actions if type(a).__name__ == "Node"]
@@ -219,3 +223,36 @@ def test_docs_cover_every_argument_and_aggregator_parameter():
     text = (config_dir().parent / "docs" / "ros_graph.md").read_text()
     names = {a.name for g in GRAPHS.values() for a in g.arguments} | set(PARAMS)
     assert not [n for n in sorted(names) if f"`{n}`" not in text]
+
+
+def _robot_yaml(folder: Path) -> Path:
+    """The R1 Lite's config copied somewhere outside configs/ under another name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "my_robot.yaml"
+    path.write_text((config_dir() / "robots" / "r1lite.yaml").read_text())
+    return path
+
+
+def test_the_robot_graph_needs_a_robot_and_takes_a_yaml_from_anywhere(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"graph robot: argument robot_config is required .*give robot_config:=<value> "
+                                         r"or a policy file \(policy:=\) whose robot names it"):
+        resolve_graph(get_graph("robot"), {})
+    robot = _robot_yaml(tmp_path / "robots")
+    monkeypatch.chdir(tmp_path)
+    nodes = resolve_graph(get_graph("robot"), {"robot_config": "robots/my_robot.yaml"})
+    assert {n.parameters["robot_config"] for n in nodes} == {str(robot.resolve())}  # absolute: nodes start anywhere
+    assert [n.params_files[0].name for n in nodes] == ["robot.yaml"] * 4
+    with pytest.raises(ValueError, match="argument robot_config: robot YAML 'robots/nope.yaml' not found"):
+        resolve_graph(get_graph("robot"), {"robot_config": "robots/nope.yaml"})
+    (planner,) = resolve_graph(get_graph("r1lite"), {"robot_config": "robots/my_robot.yaml"}, only=["planner"])
+    assert planner.parameters["robot_config"] == str(robot.resolve())  # the R1 Lite graph takes one too
+
+
+def test_a_policy_files_robot_yaml_is_relative_to_the_policy_file(tmp_path):
+    robot = _robot_yaml(tmp_path / "p")
+    policy = write_policy(tmp_path / "p", robot="my_robot.yaml")
+    (planner,) = resolve_graph(get_graph("robot"), {"policy": str(policy)}, only=["planner"])
+    assert planner.parameters["robot_config"] == str(robot.resolve())
+    (planner,) = resolve_graph(get_graph("robot"), {"policy": str(write_policy(tmp_path / "q", robot="r1lite"))},
+                               only=["planner"])
+    assert planner.parameters["robot_config"] == "r1lite"  # a name stays a name

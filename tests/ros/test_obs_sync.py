@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from wp_policy.obs_sync import PROPRIO_PART, InvalidInput, ObsSynchronizer, StampedSetCollector
+from wp_policy.obs_sync import (
+    PROPRIO_PART,
+    InvalidInput,
+    ObsSynchronizer,
+    StampedSetCollector,
+    feedback_layout,
+    feedback_values,
+)
+from wp_policy.robot_config import FeedbackConfig
 
 MS = 1_000_000
 IMG = np.zeros((4, 4, 3), dtype=np.uint8)
@@ -118,3 +126,41 @@ def test_collector_assembles_parts_in_any_order():
     assert c.dropped == 1
     with pytest.raises(InvalidInput):
         c.add("elbow", 9, None)
+
+
+def test_feedback_is_read_by_joint_name_whatever_the_driver_order():
+    fb = FeedbackConfig("/arm/joint_states", proprio_dims=(2, 0, 1), joint_names=("j3", "j1", "j2"))
+    # a driver listing its joints in its own order, with an extra joint the robot config does not use
+    values = feedback_values(fb, [0.2, 0.9, 0.1, 0.3], ["j2", "wheel", "j1", "j3"])
+    assert values.tolist() == [0.3, 0.1, 0.2]  # proprio_dims order: j3 (dim 2), j1 (dim 0), j2 (dim 1)
+    assert feedback_values(fb, [0.1, 0.2, 0.3]).tolist() == [0.1, 0.2, 0.3]  # no names: by position (0, 1, 2)
+    with pytest.raises(InvalidInput, match=r"/arm/joint_states: no joint\(s\) \['j3'\] in the message "
+                                           r"\(it has \['j1', 'j2', 'elbow'\]\)"):
+        feedback_values(fb, [0.0, 0.0, 0.0], ["j1", "j2", "elbow"])
+    assert feedback_values(fb, [0.2, np.nan, 0.1, 0.3], ["j2", "wheel", "j1", "j3"]).tolist() == [0.3, 0.1, 0.2]
+    with pytest.raises(InvalidInput, match="non-finite"):  # only the robot's own joints must be finite
+        feedback_values(fb, [0.2, 0.9, np.nan, 0.3], ["j2", "wheel", "j1", "j3"])
+
+
+def test_feedback_layout_is_what_feedback_values_reads(r1lite_config):
+    proprio = np.arange(14.0)
+    fb = FeedbackConfig("/fb", proprio_dims=(3, 5), joint_names=("a", "b"), source_indices=(2, 0))
+    names, position = feedback_layout(fb, proprio)
+    assert (names, position.tolist()) == (["b", "", "a"], [5.0, 0.0, 3.0])
+    assert feedback_values(fb, position, names).tolist() == feedback_values(fb, position).tolist() == [3.0, 5.0]
+    for fb in r1lite_config.ros.feedback:  # default joint names: the proprio names of the dims
+        names, position = feedback_layout(fb, proprio)
+        assert names == [r1lite_config.proprio.names[d] for d in fb.proprio_dims]
+        assert feedback_values(fb, position[::-1], names[::-1]).tolist() == proprio[list(fb.proprio_dims)].tolist()
+
+
+def test_synchronizer_takes_reordered_named_feedback(sync, r1lite_config):
+    cfg = r1lite_config
+    for fb in cfg.ros.feedback:
+        names, position = feedback_layout(fb, np.arange(14.0))
+        sync.add_feedback(fb.topic, 10 * MS, position[::-1], 0.0, names[::-1])
+    obs = feed_views(sync, cfg, 0, 0.0)
+    np.testing.assert_array_equal(obs.proprio, np.arange(14.0))
+    arm = cfg.ros.feedback[0]
+    with pytest.raises(InvalidInput, match=r"no joint\(s\) \['left_arm_joint1', "):
+        sync.add_feedback(arm.topic, 20 * MS, [0.0] * 6, 0.0, ["j1", "j2", "j3", "j4", "j5", "j6"])

@@ -1,6 +1,9 @@
 """A robot stand-in that closes the loop: JPEG cameras at 15 Hz and joint feedback at 100 Hz that follows the
 commands it receives (a perfectly tracking arm), so a hold command equals the measured position. Cameras can be
 switched off to simulate a failing driver. Every command is recorded with its receive time (``time.monotonic``).
+Commands are read in each topic's configured message type, through the graph's own conversion code;
+``reverse_feedback`` publishes each feedback topic's joints in reverse order (with their names), as a driver that
+orders joints differently would.
 """
 
 from __future__ import annotations
@@ -14,17 +17,22 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, JointState
 
-from wp_policy.command_map import CommandMapper
+from wp_policy.command_map import CommandMapper, command_values
 from wp_policy.image_proc import encode_jpeg
+from wp_policy.obs_sync import feedback_layout
 from wp_policy.robot_config import RobotConfig
 from wp_policy.ros.bag_synth import proprio_ranges
-from wp_policy.ros.conversions import ns_to_stamp
+from wp_policy.ros.conversions import command_msg_class, make_joint_state, ns_to_stamp
 from wp_policy.ros.qos import qos_profile
 
 
 class FakeRobot(Node):
-    def __init__(self, robot: RobotConfig, camera_hz: float = 15.0, feedback_hz: float = 100.0, size=(120, 160)):
+    def __init__(self, robot: RobotConfig, camera_hz: float = 15.0, feedback_hz: float = 100.0, size=(120, 160),
+                 reverse_feedback: bool = False):
         super().__init__("fake_robot")
+        self.reverse_feedback = reverse_feedback
+        self.renamed: dict[str, str] = {}  # joint name -> the name published instead (a misconfigured driver)
+        self.last_message: dict[str, object] = {}  # command topic -> the last message received there
         self.robot = robot
         lo, hi = proprio_ranges(robot)
         self.state = (lo + hi) / 2  # physical proprio
@@ -42,8 +50,9 @@ class FakeRobot(Node):
                          for c in robot.cameras}
         self.fb_pubs = {fb.topic: self.create_publisher(JointState, fb.topic, qos_profile(robot.ros.feedback_qos))
                         for fb in robot.ros.feedback}
-        for topic in self.mapper.topics:
-            self.create_subscription(JointState, topic, lambda m, t=topic: self._on_command(t, m), best_effort)
+        for cmd in robot.ros.commands:
+            self.create_subscription(command_msg_class(cmd.msg_type), cmd.topic,
+                                     lambda m, c=cmd: self._on_command(c, m), best_effort)
         self.create_timer(1.0 / camera_hz, self._publish_cameras)
         self.create_timer(1.0 / feedback_hz, self._publish_feedback)
         self._executor = SingleThreadedExecutor(context=self.context)
@@ -57,11 +66,13 @@ class FakeRobot(Node):
         except ExternalShutdownException:
             pass
 
-    def _on_command(self, topic: str, msg: JointState) -> None:
+    def _on_command(self, cmd, msg) -> None:
         """Commands arrive per topic; the last topic of the config completes one tick's command."""
         now = time.monotonic()
+        topic = cmd.topic
         with self._lock:
-            self._parts[topic] = np.asarray(msg.position, dtype=np.float64)
+            self.last_message[topic] = msg
+            self._parts[topic] = command_values(cmd, msg, cmd.msg_type)
             if topic != self.mapper.topics[-1] or len(self._parts) < len(self.mapper.topics):
                 return
             action = self.mapper.join(self._parts)
@@ -69,7 +80,7 @@ class FakeRobot(Node):
             for i, name in enumerate(self.robot.action.names):
                 self.state[self.robot.proprio.names.index(name)] = action[i]
             self.commands.append((now, action))
-            self.reasons.append(msg.header.frame_id)
+            self.reasons.append(msg.header.frame_id if hasattr(msg, "header") else "")
             self.states.append((now, self.state.copy()))
 
     def _publish_cameras(self) -> None:
@@ -84,15 +95,16 @@ class FakeRobot(Node):
             pub.publish(msg)
 
     def _publish_feedback(self) -> None:
-        stamp = ns_to_stamp(time.time_ns())
+        stamp_ns = time.time_ns()
         with self._lock:
             state = self.state.copy()
         for fb in self.robot.ros.feedback:
-            position = np.zeros(max(fb.source_indices) + 1)
-            position[list(fb.source_indices)] = state[list(fb.proprio_dims)]
-            msg = JointState(position=position.tolist())
-            msg.header.stamp = stamp
-            self.fb_pubs[fb.topic].publish(msg)
+            names, position = feedback_layout(fb, state)
+            if self.reverse_feedback:
+                names, position = [self.renamed.get(n, n) for n in names[::-1]], position[::-1]
+            else:
+                names = []  # the R1 Lite tests' drivers name no joints: read by index
+            self.fb_pubs[fb.topic].publish(make_joint_state(names, position, stamp_ns))
 
     def commands_since(self, t: float) -> list[tuple[float, np.ndarray]]:
         with self._lock:

@@ -135,3 +135,28 @@ def test_a_bug_at_start_up_keeps_its_one_traceback_and_clean_up_adds_none(module
     assert proc.wait(60) == 1
     assert proc.output.count("Traceback") == 1 and "RuntimeError: a bug while loading" in proc.output, proc.output
     assert "AttributeError" not in proc.output and "during handling" not in proc.output, proc.output
+
+
+def test_a_bad_robot_yaml_stops_the_nodes_naming_the_key(tmp_path):
+    from wp_policy.config_io import load_yaml
+    from wp_policy.paths import config_dir
+
+    old = load_yaml(config_dir() / "robots" / "r1lite.yaml")
+    del old["gripper"]
+    old["gripper_transform"] = "r1lite_stroke"  # a config written before `gripper:`
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    libero = load_yaml(config_dir() / "robots" / "libero.yaml")
+    libero["ros"]["commands"][0]["msg_type"] = "std_msgs/Float64MultiArray"
+    (tmp_path / "libero_f64.yaml").write_text(yaml.safe_dump(libero))
+    procs = {
+        "removed key": (node("aggregator_node", f"robot_config:={tmp_path / 'old.yaml'}"),
+                        "old.yaml: gripper_transform: replaced by `gripper:`"),
+        "bridge command type": (node("libero_bridge_node", f"robot_config:={tmp_path / 'libero_f64.yaml'}",
+                                     "use_sim_time:=true"),
+                                "the bridge reads sensor_msgs/JointState commands (stamped, with a hold reason); "
+                                "ros.commands ['/libero/action'] use another msg_type"),
+    }
+    for what, (proc, message) in procs.items():
+        assert proc.wait(120) == 1, f"{what}: {proc.output}"
+        assert "cannot start" in proc.output and message in proc.output, f"{what}: {proc.output}"
+        assert "Traceback" not in proc.output, proc.output

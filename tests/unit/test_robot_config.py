@@ -92,7 +92,18 @@ def _write_variant(tmp_path: Path, edit) -> Path:
         (lambda d: d["ros"]["commands"][0].update(max_velocity=[float("nan")] * 6),
          "max_velocity must be positive finite numbers"),
         (lambda d: d.update(control_hz="fast"), "control_hz: expected a number, got 'fast'"),
-        (lambda d: d.update(gripper_transform="magic"), "unknown gripper transform 'magic'"),
+        (lambda d: d.update(gripper_transform="r1lite_stroke"),
+         r"gripper_transform: replaced by `gripper:`.*r1lite_stroke -> \{action: \{closed: 0.0, open: 100.0, unit: mm"),
+        (lambda d: d["gripper"]["action"].update(open=0.0), "gripper.action: closed and open must be different"),
+        (lambda d: d["gripper"]["action"].update(binary=True), "gripper: action: binary applies to the command only"),
+        (lambda d: d["gripper"].update(width=0.08), r"gripper: unknown key\(s\) \['width'\]"),
+        (lambda d: d["ros"]["commands"][0].update(msg_type="std_msgs/Float32MultiArray"),
+         r"ros.commands\[0\].msg_type: 'std_msgs/Float32MultiArray' is not one of"),
+        (lambda d: d["ros"]["commands"][0].update(msg_type="std_msgs/Float64MultiArray"),
+         "max_velocity is sent only by kind joint_position on sensor_msgs/JointState"),
+        (lambda d: d["ros"]["commands"][1].update(joint_names=["a", "b"]), "joint_names needs 1 values"),
+        (lambda d: d["ros"]["feedback"][0].update(joint_names=["j"] * 6), "joint_names must be unique"),
+        (lambda d: d["ros"]["feedback"][0].update(source_indices=[0, 1]), "source_indices needs 6 values"),
         (lambda d: d.update(colour="red"), r"unknown key\(s\) \['colour'\]"),
         (lambda d: d["limits"].update(max_step=[0.1] * 3), "limits.max_step: expected 14 values"),
         (lambda d: d["action"].update(indices=list(range(20, 34))), "action.indices .* out of range for dataset_action_dim 26"),
@@ -131,5 +142,29 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("robot_type: [unclosed")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_robot_config(bad)
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match=r"unknown robot config 'no_such_robot': give a robot YAML path \(\.yaml\) "
+                                          r"or one of \['libero', 'r1lite'\]"):
         load_robot_config("no_such_robot")
+
+
+def test_robot_configs_load_from_any_path(tmp_path, monkeypatch, r1lite_config):
+    text = (config_dir() / "robots" / "r1lite.yaml").read_text()
+    for path in (tmp_path / "a" / "arm.yaml", tmp_path / "b" / "arm.yml"):
+        path.parent.mkdir()
+        path.write_text(text)
+        assert load_robot_config(path) == load_robot_config(str(path)) == r1lite_config  # absolute, str or Path
+    monkeypatch.chdir(tmp_path / "a")
+    assert load_robot_config("arm.yaml") == r1lite_config  # relative: to the current directory
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_robot_config("~/b/arm.yml") == r1lite_config
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        load_robot_config("nope.yaml")  # a path, not a name: never looked up in configs/robots
+
+
+def test_feedback_and_command_joint_names_default_to_the_model_names(r1lite_config):
+    for fb in r1lite_config.ros.feedback:
+        assert fb.joint_names == tuple(r1lite_config.proprio.names[d] for d in fb.proprio_dims)
+        assert fb.source_indices == tuple(range(len(fb.proprio_dims)))
+    for cmd in r1lite_config.ros.commands:
+        assert cmd.joint_names == tuple(r1lite_config.action.names[d] for d in cmd.action_dims)
+        assert cmd.msg_type == "sensor_msgs/JointState"

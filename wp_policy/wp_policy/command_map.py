@@ -1,9 +1,14 @@
 """Execution-space action vector <-> per-topic robot commands, as the robot config's ``ros.commands`` describes.
 
-Each command topic takes some action dims. Kinds (all sent as ``sensor_msgs/JointState``, names from the config):
-- ``joint_position`` (R1 Lite arms): ``position`` = joint targets (rad), ``velocity`` = the config's max velocities;
-- ``gripper`` (R1 Lite grippers): ``position`` = [stroke] in mm, 0 = closed, 100 = open;
-- ``raw`` (LIBERO): ``position`` = the action values as they are (7-D delta pose + gripper), no velocity.
+Each command topic takes some action dims, in one of three message types (``msg_type``; the ROS messages are built in
+:func:`wp_policy.ros.conversions.command_message`):
+- ``sensor_msgs/JointState``: ``name`` = the joint names, ``position`` = the values; kind ``joint_position`` (R1 Lite
+  arms) adds the config's max velocities in ``velocity``; ``gripper`` (R1 Lite: stroke in mm) and ``raw`` (LIBERO:
+  the 7-D delta pose + gripper) send none;
+- ``std_msgs/Float64MultiArray`` (ros2_control forward command controllers): ``data`` = the values in ``action_dims``
+  order (the controller's joint order; the message has no names);
+- ``trajectory_msgs/JointTrajectory`` (joint trajectory controller): one point with the values, ``time_from_start`` =
+  one control period, so the controller reaches each command by the next tick.
 
 The action must already have passed :class:`wp_policy.safety.SafetyFilter`; this module only routes values.
 """
@@ -12,10 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from wp_policy.robot_config import RobotConfig
+from wp_policy.obs_sync import InvalidInput, pick_joints
+from wp_policy.robot_config import FLOAT64_MULTI_ARRAY, JOINT_STATE, JOINT_TRAJECTORY, CommandConfig, RobotConfig
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,32 @@ class CommandPayload:
     names: tuple[str, ...]
     position: np.ndarray
     velocity: np.ndarray
+    msg_type: str = JOINT_STATE
+    period_s: float = 0.0  # one control tick: a JointTrajectory point's time_from_start
+
+
+def command_values(cmd: CommandConfig, msg: Any, msg_type: str) -> np.ndarray:
+    """What a command message asks for, ``float64 [len(cmd.action_dims)]`` in ``action_dims`` order (inverse of
+    :func:`wp_policy.ros.conversions.command_message`). Joints are found by name where the message names them.
+    ``msg`` is an rclpy or a rosbags message; ``msg_type`` may be written ``pkg/msg/Type``. InvalidInput when it
+    is malformed or of another type."""
+    msg_type = msg_type.replace("/msg/", "/")
+    if msg_type == JOINT_STATE:
+        names, values = list(msg.name), np.asarray(msg.position, dtype=np.float64).reshape(-1)
+    elif msg_type == FLOAT64_MULTI_ARRAY:
+        names, values = [], np.asarray(msg.data, dtype=np.float64).reshape(-1)
+    elif msg_type == JOINT_TRAJECTORY:
+        if not msg.points:
+            raise InvalidInput(f"{cmd.topic}: trajectory has no points")
+        names, values = list(msg.joint_names), np.asarray(msg.points[0].positions, dtype=np.float64).reshape(-1)
+    else:
+        raise InvalidInput(f"{cmd.topic}: command message type {msg_type} is not supported ({JOINT_STATE}, "
+                           f"{FLOAT64_MULTI_ARRAY}, {JOINT_TRAJECTORY})")
+    if len(names) and len(names) != values.size:
+        raise InvalidInput(f"{cmd.topic}: {len(names)} names but {values.size} positions")
+    if not len(names) and values.size != len(cmd.action_dims):
+        raise InvalidInput(f"{cmd.topic}: {values.size} command values, expected {len(cmd.action_dims)}")
+    return pick_joints(values, names, cmd.joint_names, range(len(cmd.action_dims)), cmd.topic)
 
 
 class CommandMapper:
@@ -50,13 +83,10 @@ class CommandMapper:
             raise ValueError(f"action has {a.size} values, {self.robot.robot_type} commands need {self.dim}")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action has non-finite values: {a.tolist()}")
-        out = []
-        for cmd in self.commands:
-            dims = list(cmd.action_dims)
-            velocity = np.asarray(cmd.max_velocity, dtype=np.float64) if cmd.kind == "joint_position" else np.empty(0)
-            names = tuple(self.robot.action.names[d] for d in dims)
-            out.append(CommandPayload(cmd.topic, cmd.kind, names, a[dims].copy(), velocity))
-        return out
+        return [CommandPayload(cmd.topic, cmd.kind, cmd.joint_names, a[list(cmd.action_dims)].copy(),
+                               np.asarray(cmd.max_velocity, dtype=np.float64), cmd.msg_type,
+                               self.robot.control_period)
+                for cmd in self.commands]
 
     def join(self, positions: Mapping[str, Sequence[float]]) -> np.ndarray:
         """Inverse of :meth:`split`: ``{topic: position}`` for every command topic -> ``float64 [action.dim]``."""

@@ -25,6 +25,8 @@ class ConfigError(ValueError):
 def from_dict(cls: type[T], data: Any, source: str = "<dict>", path: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, converting nested dataclasses, lists, tuples and Optionals.
 
+    A key listed in the class's ``REMOVED_KEYS`` (key -> what replaced it) is an error that names its replacement.
+
     ``__post_init__`` validation errors (ValueError) are re-raised as ConfigError with the source and field path.
     """
     where = f"{source}: {path or '<root>'}"
@@ -32,6 +34,9 @@ def from_dict(cls: type[T], data: Any, source: str = "<dict>", path: str = "") -
         raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    removed = getattr(cls, "REMOVED_KEYS", {})  # key -> what replaced it (a config written for an older release)
+    for key in sorted(set(data) & set(removed)):
+        raise ConfigError(f"{source}: {f'{path}.' if path else ''}{key}: {removed[key]}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")

@@ -2,7 +2,8 @@
 
 ``ros2 launch wp_policy r1lite.launch.py`` (a ROS install, via ``wp_policy.ros.launch_description``) and
 ``wp-launch r1lite`` (a pip install, via ``wp_policy.supervisor``) both call :func:`resolve_graph` on the graph named
-here and start exactly the nodes, parameters files, parameters and remappings it returns.
+here and start exactly the nodes, parameters files, parameters and remappings it returns. The ``robot`` graph is the
+R1 Lite's node set for any robot YAML (``robot_config:=``, required): a new robot needs a config, not code.
 
 Format: a :class:`GraphSpec` has launch arguments (name, default, description, type) and nodes. A :class:`GraphNode`
 names its ROS node, its installed executable (console script, ``lib/wp_policy/<executable>``), the module that
@@ -28,11 +29,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from wp_policy.paths import config_dir
-from wp_policy.policy_config import PolicyConfig, load_policy_config
+from wp_policy.policy_config import ROBOT_YAML_SUFFIXES, PolicyConfig, load_policy_config
 
 ArgType = Literal["str", "float", "int", "bool"]
 PARAMS_FILE_ARG = "params_file"
 POLICY_ARG = "policy"
+ROBOT_ARG = "robot_config"
 STARTUP_FAILURE = "cannot start: "  # a node logs this, then the reason on the same line, then exits 1 (node_main)
 
 
@@ -45,6 +47,7 @@ class GraphArgument:
     choices: tuple[str, ...] = ()
     policy_field: str = ""  # a PolicyConfig field this argument overrides; its default must then be ""
     fallback: str = ""  # policy_field arguments: the value when neither the argument nor a policy file gives one
+    required: bool = False  # an empty value (after the policy file and the fallback) is an error
 
     def __post_init__(self):
         if self.choices and self.default not in self.choices:
@@ -63,7 +66,7 @@ class GraphArgument:
         """The description with where an empty value comes from (--show-args, ros2 launch --show-args)."""
         if not self.policy_field:
             return self.description
-        fallback = f", else {self.fallback!r}" if self.fallback else ""
+        fallback = f", else {self.fallback!r}" if self.fallback else (", else required" if self.required else "")
         return f"{self.description} (empty: the policy file's {self.policy_field}{fallback})"
 
 
@@ -191,7 +194,24 @@ def argument_values(graph: GraphSpec, values: Mapping[str, str]) -> tuple[dict[s
     for a in graph.arguments:
         if a.policy_field and not raw[a.name]:
             raw[a.name] = str(getattr(policy, a.policy_field)) if policy is not None else a.fallback
+        if a.required and not raw[a.name]:
+            policy_hint = f" or a policy file (policy:=) whose {a.policy_field} names it" if a.policy_field else ""
+            raise ValueError(f"graph {graph.name}: argument {a.name} is required ({a.description}); give "
+                             f"{a.name}:=<value>{policy_hint}")
+    if raw.get(ROBOT_ARG):
+        raw[ROBOT_ARG] = robot_config_value(raw[ROBOT_ARG])
     return {a.name: a.convert(raw[a.name]) for a in graph.arguments}, policy
+
+
+def robot_config_value(value: str) -> str:
+    """A robot YAML path made absolute (the nodes may start elsewhere) and checked before any node starts; a
+    configs/robots name as it is."""
+    path = Path(value).expanduser()
+    if path.suffix not in ROBOT_YAML_SUFFIXES:
+        return value
+    if not path.is_file():
+        raise ValueError(f"argument {ROBOT_ARG}: robot YAML {value!r} not found")
+    return str(path.resolve())
 
 
 def resolve_graph(graph: GraphSpec, values: Mapping[str, str], only: list[str] | None = None) -> list[ResolvedNode]:
@@ -223,12 +243,13 @@ def resolve_graph(graph: GraphSpec, values: Mapping[str, str], only: list[str] |
 
 # ---------------------------------------------------------------------------------------------------- definitions
 def _policy_args(robot: str) -> tuple[GraphArgument, ...]:
-    """The policy file and the arguments that override its settings (``robot``: the graph's robot without one)."""
+    """The policy file and the arguments that override its settings (``robot``: the graph's robot without one;
+    "": the robot must be named)."""
     return (
         GraphArgument(POLICY_ARG, "", "policy file: a PolicyConfig YAML (robot, checkpoints, stats, tokenizer, device, "
                       "num_waypoints, num_flow_steps, seed, max_token_len; relative paths in it: to the file)"),
-        GraphArgument("robot_config", "", "robot config name (configs/robots/) or robot YAML path",
-                      policy_field="robot", fallback=robot),
+        GraphArgument(ROBOT_ARG, "", "robot config name (configs/robots/) or robot YAML path (any directory)",
+                      policy_field="robot", fallback=robot, required=not robot),
         GraphArgument("vlm_checkpoint", "", "VLM planner checkpoint (safetensors file or checkpoint directory)",
                       policy_field="vlm_checkpoint"),
         GraphArgument("ae_checkpoint", "", "Action Expert checkpoint (safetensors file or checkpoint directory)",
@@ -279,23 +300,34 @@ FINAL_HOLD = GraphNode(
     "final_hold", "wp_final_hold", "wp_policy.ros.final_hold_node",
     covers="filler",  # the robot gets an explicit hold, never silence, when the filler dies
 )
-COMMON_PARAMS = {"robot_config": "robot_config", "use_sim_time": "use_sim_time"}
+COMMON_PARAMS = {"robot_config": ROBOT_ARG, "use_sim_time": "use_sim_time"}
 
-R1LITE = GraphSpec(
-    name="r1lite",
-    description="Galaxea R1 Lite: aggregator -> VLM planner -> AE filler -> arm and gripper command topics",
-    arguments=(
-        *_policy_args("r1lite"),
-        GraphArgument(PARAMS_FILE_ARG, "graphs/r1lite.yaml", "node parameters YAML (relative: wp_policy configs dir)"),
-        *_run_args(),
-        GraphArgument("clock_mode", "wall", "filler: wall = a command per control tick; lockstep = one command per "
-                      "observation set (lock-step bag replay, with use_sim_time)", choices=("wall", "lockstep")),
-        GraphArgument("use_sim_time", "false", "follow /clock (bag replay in lock-step) instead of the wall clock",
-                      type="bool"),
-    ),
-    nodes=(AGGREGATOR, PLANNER, FILLER, FINAL_HOLD),
-    common_params=COMMON_PARAMS,
-)
+
+def _robot_graph(name: str, description: str, robot: str) -> GraphSpec:
+    """A graph that drives a robot through its own drivers (or a bag replay): the robot config names every topic,
+    message type, limit and gripper convention, so one node set serves any robot (``robot``: "" = required)."""
+    return GraphSpec(
+        name=name,
+        description=description,
+        arguments=(
+            *_policy_args(robot),
+            GraphArgument(PARAMS_FILE_ARG, f"graphs/{name}.yaml", "node parameters YAML (relative: wp_policy configs "
+                          "dir)"),
+            *_run_args(),
+            GraphArgument("clock_mode", "wall", "filler: wall = a command per control tick; lockstep = one command per "
+                          "observation set (lock-step bag replay, with use_sim_time)", choices=("wall", "lockstep")),
+            GraphArgument("use_sim_time", "false", "follow /clock (bag replay in lock-step) instead of the wall clock",
+                          type="bool"),
+        ),
+        nodes=(AGGREGATOR, PLANNER, FILLER, FINAL_HOLD),
+        common_params=COMMON_PARAMS,
+    )
+
+
+R1LITE = _robot_graph("r1lite", "Galaxea R1 Lite: aggregator -> VLM planner -> AE filler -> arm and gripper command "
+                      "topics", robot="r1lite")
+ROBOT = _robot_graph("robot", "any robot described by a robot YAML (robot_config:=, required): aggregator -> VLM "
+                     "planner -> AE filler -> the config's command topics", robot="")
 
 LIBERO_SIM = GraphSpec(
     name="libero_sim",
@@ -321,7 +353,7 @@ LIBERO_SIM = GraphSpec(
     common_params=COMMON_PARAMS,
 )
 
-GRAPHS: dict[str, GraphSpec] = {g.name: g for g in (R1LITE, LIBERO_SIM)}
+GRAPHS: dict[str, GraphSpec] = {g.name: g for g in (R1LITE, ROBOT, LIBERO_SIM)}
 
 
 def get_graph(name: str) -> GraphSpec:

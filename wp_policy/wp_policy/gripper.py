@@ -1,15 +1,27 @@
-"""Gripper conventions: dataset space -> model space -> execution space, per robot family.
+"""Gripper conventions: the robot's gripper values (dataset action, command, measurement) <-> model space.
 
 Model space is the same for every robot: a gripper value in [0, 1] with 0 = closed and 1 = open. Gripper dims are
 excluded from q99 normalisation (mask False), so this [0, 1] value is what the models see and predict.
 
-LIBERO (docs/models.md, Gripper): dataset action in [-1, +1] with -1 = open, +1 = close.
-  to model:     clip(x, 0, 1) then 1 - x          -> [0, 1], 0 = close, 1 = open
-  to execution: 2x - 1, binarise with sign, negate -> {-1 (open), +1 (close)}; a tie (x == 0.5) closes, so the
-                robot never receives the ambiguous 0 a plain np.sign would give.
-  LIBERO proprio holds finger joint positions (continuous, normalised like any joint): no gripper transform.
-R1 Lite (Galaxea SDK): stroke 0..100 mm, 0 = closed, 100 = open, for both feedback and command.
-  to model: stroke / 100; to execution: clip(100 x, 0, 100).
+A robot describes its gripper by numbers, not by name (robot config ``gripper:``): for the dataset action, the
+command and the measurement, the value that means *closed* and the value that means *open*, in the robot's unit.
+Between them the mapping is linear; ``open < closed`` (a "close" command of +1) is allowed.
+
+- action -> model: ``(x - closed) / (open - closed)``, clipped to [0, 1] (a recorded value past the range is the
+  range's end);
+- model -> command: ``closed + m (open - closed)`` clipped to the command range; a ``binary`` command sends only
+  ``open`` (m > 0.5) or ``closed`` (m <= 0.5: a tie closes, never an ambiguous middle value);
+- measurement <-> model: the same linear map, not clipped (so it inverts exactly).
+
+The shipped robots in these terms (configs/robots/):
+
+- R1 Lite (Galaxea SDK): stroke 0..100 mm, 0 = closed, for action, command and feedback:
+  ``action: {closed: 0.0, open: 100.0, unit: mm}``;
+- LIBERO (docs/models.md, Gripper): dataset action in [-1, +1] with -1 = open, +1 = close, mapped as
+  ``1 - clip(x, 0, 1)``, i.e. ``action: {closed: 1.0, open: 0.0}`` (every value <= 0 is open); the command is the
+  binarised {-1 open, +1 close}: ``command: {closed: 1.0, open: -1.0, binary: true}``. LIBERO's proprio holds finger
+  joint positions (no gripper dims), so its measurement range is the model range:
+  ``proprio: {closed: 0.0, open: 1.0}``.
 """
 
 from __future__ import annotations
@@ -20,90 +32,60 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class GripperTransform:
-    """Maps gripper values between the dataset/robot convention and model space. Arrays of any shape."""
+class GripperRange:
+    """The values meaning fully closed and fully open on one side (action, command or measurement)."""
 
-    name: str
+    closed: float
+    open: float
+    unit: str = ""  # documentation and plot labels only ("mm", "m", "")
+    binary: bool = False  # commands only: send ``closed`` or ``open``, nothing in between
+
+    def __post_init__(self):
+        if not (np.isfinite(self.closed) and np.isfinite(self.open)) or self.closed == self.open:
+            raise ValueError(f"closed and open must be different finite numbers, got {self.closed} / {self.open}")
+
+    def to_model(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.closed) / (self.open - self.closed)
+
+    def from_model(self, m: np.ndarray) -> np.ndarray:
+        return self.closed + np.asarray(m, dtype=np.float64) * (self.open - self.closed)
+
+
+@dataclass(frozen=True)
+class GripperConfig:
+    """Robot config ``gripper:``. ``command`` and ``proprio`` default to the ``action`` range."""
+
+    action: GripperRange
+    command: GripperRange | None = None
+    proprio: GripperRange | None = None
+
+    def __post_init__(self):
+        for side in ("command", "proprio"):
+            if getattr(self, side) is None:
+                object.__setattr__(self, side, self.action)
+        for side in ("action", "proprio"):
+            if getattr(self, side).binary:
+                raise ValueError(f"{side}: binary applies to the command only")
 
     def action_to_model(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        return np.clip(self.action.to_model(x), 0.0, 1.0) + 0.0  # + 0.0: a closed value maps to 0, never -0
 
-    def action_to_execution(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    def action_to_execution(self, m: np.ndarray) -> np.ndarray:
+        c = self.command
+        if c.binary:
+            return np.where(np.asarray(m, dtype=np.float64) > 0.5, c.open, c.closed)
+        return np.clip(c.from_model(m), min(c.closed, c.open), max(c.closed, c.open))
 
     def proprio_to_model(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        return self.proprio.to_model(x)
 
-    def proprio_to_physical(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class LiberoGripper(GripperTransform):
-    name: str = "libero"
-
-    def action_to_model(self, x):
-        return 1.0 - np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
-
-    def action_to_execution(self, x):
-        signed = np.asarray(x, dtype=np.float64) * 2.0 - 1.0
-        return -np.where(signed > 0.0, 1.0, -1.0)
-
-    def proprio_to_model(self, x):
-        return np.asarray(x, dtype=np.float64)
-
-    def proprio_to_physical(self, x):
-        return np.asarray(x, dtype=np.float64)
+    def proprio_to_physical(self, m: np.ndarray) -> np.ndarray:
+        return self.proprio.from_model(m)
 
 
-@dataclass(frozen=True)
-class StrokeGripper(GripperTransform):
-    """Parallel gripper commanded by stroke in [0, max_stroke], 0 = closed (Galaxea R1 Lite: 100 mm)."""
-
-    name: str = "stroke"
-    max_stroke: float = 100.0
-
-    def action_to_model(self, x):
-        return np.asarray(x, dtype=np.float64) / self.max_stroke
-
-    def action_to_execution(self, x):
-        return np.clip(np.asarray(x, dtype=np.float64) * self.max_stroke, 0.0, self.max_stroke)
-
-    def proprio_to_model(self, x):
-        return np.asarray(x, dtype=np.float64) / self.max_stroke
-
-    def proprio_to_physical(self, x):
-        return np.asarray(x, dtype=np.float64) * self.max_stroke
-
-
-@dataclass(frozen=True)
-class IdentityGripper(GripperTransform):
-    """For robots whose data already stores the gripper in model space ([0, 1], 1 = open)."""
-
-    name: str = "identity"
-
-    def action_to_model(self, x):
-        return np.asarray(x, dtype=np.float64)
-
-    def action_to_execution(self, x):
-        return np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
-
-    def proprio_to_model(self, x):
-        return np.asarray(x, dtype=np.float64)
-
-    def proprio_to_physical(self, x):
-        return np.asarray(x, dtype=np.float64)
-
-
-GRIPPER_TRANSFORMS: dict[str, GripperTransform] = {
-    "libero": LiberoGripper(),
-    "r1lite_stroke": StrokeGripper(name="r1lite_stroke", max_stroke=100.0),
-    "identity": IdentityGripper(),
-}
-
-
-def get_gripper_transform(name: str) -> GripperTransform:
-    try:
-        return GRIPPER_TRANSFORMS[name]
-    except KeyError:
-        raise ValueError(f"unknown gripper transform {name!r}; known: {sorted(GRIPPER_TRANSFORMS)}") from None
+REMOVED_GRIPPER_TRANSFORM = (
+    "replaced by `gripper:` (closed/open values per side, see docs/robots.md); the old names are "
+    "libero -> {action: {closed: 1.0, open: 0.0}, command: {closed: 1.0, open: -1.0, binary: true}, "
+    "proprio: {closed: 0.0, open: 1.0}}, r1lite_stroke -> {action: {closed: 0.0, open: 100.0, unit: mm}}, "
+    "identity -> {action: {closed: 0.0, open: 1.0}}"
+)

@@ -50,6 +50,43 @@ def joint_state_position(msg) -> np.ndarray:
     return pos
 
 
+def pick_joints(position: np.ndarray, names: Sequence[str], joint_names: Sequence[str], indices: Sequence[int],
+                where: str) -> np.ndarray:
+    """The values of ``joint_names`` in a message (``position`` float64 [n] with its ``names``), by name; by position
+    (``indices``) when the message carries no names or the config gives none. InvalidInput names a missing joint."""
+    if len(names) and len(joint_names):
+        index = {n: i for i, n in enumerate(names)}
+        missing = [n for n in joint_names if n not in index]
+        if missing:
+            raise InvalidInput(f"{where}: no joint(s) {missing} in the message (it has {list(names)}); fix the "
+                               "robot config's joint_names")
+        return position[[index[n] for n in joint_names]]
+    need = max(indices) + 1
+    if position.size < need:
+        raise InvalidInput(f"{where}: {position.size} positions, need at least {need}")
+    return position[list(indices)]
+
+
+def feedback_values(fb: FeedbackConfig, position: Sequence[float], names: Sequence[str] = ()) -> np.ndarray:
+    """The proprio values (``[len(fb.proprio_dims)]``, in ``proprio_dims`` order) a feedback message carries;
+    InvalidInput for a missing joint, too few positions or a non-finite value."""
+    values = pick_joints(np.asarray(position, dtype=np.float64).reshape(-1), names, fb.joint_names,
+                         fb.source_indices, fb.topic)
+    if not np.all(np.isfinite(values)):
+        raise InvalidInput(f"{fb.topic}: non-finite position {values.tolist()}")
+    return values
+
+
+def feedback_layout(fb: FeedbackConfig, proprio: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Inverse of :func:`feedback_values` (what a driver publishes): names and positions with each joint at its
+    ``source_indices`` entry (unused slots: name "", value 0), from the full proprio ``[proprio_dim]``."""
+    size = max(fb.source_indices) + 1
+    names, position = [""] * size, np.zeros(size)
+    for dim, name, src in zip(fb.proprio_dims, fb.joint_names, fb.source_indices):
+        names[src], position[src] = name, proprio[dim]
+    return names, position
+
+
 @dataclass(frozen=True)
 class ObsSet:
     """One synchronised observation: every view and the proprio belong to ``stamp_ns``."""
@@ -141,18 +178,14 @@ class ObsSynchronizer:
         self._seq += 1
         self._frames[view] = _Frame(int(stamp_ns), received, image, self._seq)
 
-    def add_feedback(self, topic: str, stamp_ns: int, position: Sequence[float], received: float) -> None:
-        """Store the proprio dims one feedback topic carries; raises InvalidInput for a malformed sample."""
+    def add_feedback(self, topic: str, stamp_ns: int, position: Sequence[float], received: float,
+                     names: Sequence[str] = ()) -> None:
+        """Store the proprio dims one feedback topic carries (by joint name when ``names`` are given, see
+        :func:`feedback_values`); raises InvalidInput for a malformed sample."""
         fb = self.feedback.get(topic)
         if fb is None:
             raise InvalidInput(f"unknown feedback topic {topic!r}; expected one of {list(self.feedback)}")
-        pos = np.asarray(position, dtype=np.float64).reshape(-1)
-        need = max(fb.source_indices) + 1
-        if pos.size < need:
-            raise InvalidInput(f"{topic}: {pos.size} positions, need at least {need}")
-        values = pos[list(fb.source_indices)]
-        if not np.all(np.isfinite(values)):
-            raise InvalidInput(f"{topic}: non-finite position {values.tolist()}")
+        values = feedback_values(fb, position, names)
         samples = self._samples[topic]
         self._check_jump(int(stamp_ns), samples[-1][0] if samples else None)
         samples.append((int(stamp_ns), values))

@@ -16,6 +16,7 @@ from wp_policy.config_io import load_config
 DEVICE_AUTO = "auto"  # CUDA when torch sees a GPU, otherwise the CPU with a warning
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 PATH_FIELDS = ("vlm_checkpoint", "ae_checkpoint", "stats_path", "tokenizer_path")
+ROBOT_YAML_SUFFIXES = (".yaml", ".yml")  # a robot value ending so is a file path; otherwise a configs/robots name
 
 
 def check_device(device: str) -> None:
@@ -26,7 +27,7 @@ def check_device(device: str) -> None:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    robot: str  # robot config name (libero, r1lite) or YAML path
+    robot: str  # robot config name (libero, r1lite) or YAML path (relative: to this file)
     vlm_checkpoint: str = ""  # directory written by save_pretrained (empty: no planner, e.g. the filler node)
     ae_checkpoint: str = ""  # directory written by save_pretrained (empty: no filler, e.g. the planner node)
     stats_path: str = ""  # q99 stats JSON shared by both models (file, or a directory holding one)
@@ -49,8 +50,10 @@ class PolicyConfig:
             raise ValueError(f"policy config: {', '.join(missing)} must be set")
 
     def resolve(self, base: Path) -> PolicyConfig:
-        """Relative paths are relative to the config file that named them."""
-        relative = [k for k in PATH_FIELDS if getattr(self, k) and not Path(getattr(self, k)).is_absolute()]
+        """Relative paths are relative to the config file that named them (also a robot YAML path, so a robot config
+        can travel with its policy; a robot *name* stays a name)."""
+        fields = [*PATH_FIELDS, *(["robot"] if Path(self.robot).suffix in ROBOT_YAML_SUFFIXES else [])]
+        relative = [k for k in fields if getattr(self, k) and not Path(getattr(self, k)).expanduser().is_absolute()]
         return replace(self, **{k: str(base / getattr(self, k)) for k in relative})
 
 

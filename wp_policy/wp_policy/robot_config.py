@@ -10,15 +10,16 @@ dataset state keys concatenated ``[..., sum(key dims)]`` -> :meth:`RobotConfig.s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from wp_policy.config_io import ConfigError, load_config
-from wp_policy.gripper import GripperTransform, get_gripper_transform
+from wp_policy.gripper import REMOVED_GRIPPER_TRANSFORM, GripperConfig
 from wp_policy.paths import config_dir
+from wp_policy.policy_config import ROBOT_YAML_SUFFIXES
 
 QosName = Literal["sensor_data", "reliable", "reliable_latched", "best_effort_keep_last_1"]
 
@@ -147,38 +148,77 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class FeedbackConfig:
-    """A JointState feedback topic and which proprio dims it fills from its ``position`` field."""
+    """A JointState feedback topic and which proprio dims it fills from its ``position`` field.
+
+    Joints are found by name (``joint_names``, default: the proprio names of ``proprio_dims``), so a driver may order
+    them as it likes; a message without names is read by position (``source_indices``, default 0, 1, ...).
+    """
 
     topic: str
     proprio_dims: tuple[int, ...]
-    source_indices: tuple[int, ...]  # positions read from msg.position
+    joint_names: tuple[str, ...] = ()  # names in the message, one per proprio dim (filled in by RobotConfig)
+    source_indices: tuple[int, ...] = ()  # positions read from msg.position when the message carries no names
 
     def __post_init__(self):
-        if len(self.proprio_dims) != len(self.source_indices):
-            raise ValueError(
-                f"feedback {self.topic}: proprio_dims ({len(self.proprio_dims)}) and source_indices "
-                f"({len(self.source_indices)}) must have the same length"
-            )
+        n = len(self.proprio_dims)
+        if n == 0:
+            raise ValueError(f"feedback {self.topic}: proprio_dims must name at least one dim")
+        if not self.source_indices:
+            object.__setattr__(self, "source_indices", tuple(range(n)))
+        for key in ("joint_names", "source_indices"):
+            values = getattr(self, key)
+            if values and len(values) != n:
+                raise ValueError(f"feedback {self.topic}: {key} needs {n} values (one per proprio_dims entry), got "
+                                 f"{len(values)}")
+            if len(set(values)) != len(values):
+                raise ValueError(f"feedback {self.topic}: {key} must be unique, got {list(values)}")
+        if any(i < 0 for i in self.source_indices):
+            raise ValueError(f"feedback {self.topic}: source_indices must be >= 0, got {list(self.source_indices)}")
+
+
+JOINT_STATE = "sensor_msgs/JointState"
+FLOAT64_MULTI_ARRAY = "std_msgs/Float64MultiArray"
+JOINT_TRAJECTORY = "trajectory_msgs/JointTrajectory"
+CommandMsgType = Literal["sensor_msgs/JointState", "std_msgs/Float64MultiArray", "trajectory_msgs/JointTrajectory"]
 
 
 @dataclass(frozen=True)
 class CommandConfig:
-    """A JointState command topic fed from some action dims (execution space)."""
+    """A command topic fed from some action dims (execution space), and the message type its controller takes.
+
+    ``sensor_msgs/JointState`` (R1 Lite, LIBERO bridge): names + positions (+ ``max_velocity`` for joint_position);
+    ``std_msgs/Float64MultiArray`` (ros2_control forward command controllers): the positions in ``action_dims``
+    order, no names; ``trajectory_msgs/JointTrajectory`` (joint trajectory controller): one point, reached one
+    control tick after receipt.
+    """
 
     topic: str
     action_dims: tuple[int, ...]
     kind: Literal["joint_position", "gripper", "raw"]
-    max_velocity: tuple[float, ...] = ()  # joint_position: per-joint max velocity sent in msg.velocity
+    max_velocity: tuple[float, ...] = ()  # JointState joint_position only: per-joint max velocity in msg.velocity
+    msg_type: CommandMsgType = JOINT_STATE
+    joint_names: tuple[str, ...] = ()  # names sent (JointState, JointTrajectory); default: the action names
 
     def __post_init__(self):
+        if not self.action_dims:
+            raise ValueError(f"command {self.topic}: action_dims must name at least one dim")
         if not np.all(np.isfinite(np.asarray(self.max_velocity, dtype=np.float64))) or any(
                 v <= 0 for v in self.max_velocity):
             raise ValueError(f"command {self.topic}: max_velocity must be positive finite numbers, got "
                              f"{list(self.max_velocity)}")
-        if self.kind == "joint_position" and len(self.max_velocity) != len(self.action_dims):
+        velocity_carried = self.kind == "joint_position" and self.msg_type == JOINT_STATE
+        if velocity_carried and len(self.max_velocity) != len(self.action_dims):
             raise ValueError(
                 f"command {self.topic}: max_velocity needs {len(self.action_dims)} values, got {len(self.max_velocity)}"
             )
+        if self.max_velocity and not velocity_carried:
+            raise ValueError(f"command {self.topic}: max_velocity is sent only by kind joint_position on "
+                             f"{JOINT_STATE}, not by kind {self.kind} on {self.msg_type}; remove it")
+        if self.joint_names and len(self.joint_names) != len(self.action_dims):
+            raise ValueError(f"command {self.topic}: joint_names needs {len(self.action_dims)} values (one per "
+                             f"action_dims entry), got {len(self.joint_names)}")
+        if len(set(self.joint_names)) != len(self.joint_names):
+            raise ValueError(f"command {self.topic}: joint_names must be unique, got {list(self.joint_names)}")
 
 
 @dataclass(frozen=True)
@@ -219,10 +259,12 @@ class RobotConfig:
     proprio: VectorSpec
     state_keys: tuple[str, ...]  # observation keys concatenated (in order) into the raw proprio vector
     cameras: tuple[CameraConfig, ...]
-    gripper_transform: str
+    gripper: GripperConfig  # closed/open values of the gripper dims (gripper_dims), see wp_policy.gripper
     limits: LimitsConfig
     image_size: int = 224  # model resolution (square)
     ros: RosInterface = field(default_factory=RosInterface)
+
+    REMOVED_KEYS: ClassVar[dict[str, str]] = {"gripper_transform": REMOVED_GRIPPER_TRANSFORM}
 
     def __post_init__(self):
         if not np.isfinite(self.control_hz) or self.control_hz <= 0:
@@ -237,7 +279,6 @@ class RobotConfig:
             raise ValueError(f"cameras: view names must be unique, got {views}")
         if not self.state_keys:
             raise ValueError("state_keys: at least one observation key is required")
-        get_gripper_transform(self.gripper_transform)
         n = self.action.dim
         for key in ("lower", "upper"):
             if len(getattr(self.limits, key)) != n:
@@ -257,10 +298,17 @@ class RobotConfig:
                 raise ValueError(f"ros.feedback {fb.topic}: proprio_dims out of range for {self.proprio.dim}")
         if self.image_size <= 0:
             raise ValueError(f"image_size must be positive, got {self.image_size}")
+        self._name_joints()
 
-    @property
-    def gripper(self) -> GripperTransform:
-        return get_gripper_transform(self.gripper_transform)
+    def _name_joints(self) -> None:
+        """Feedback and command topics without ``joint_names`` use the proprio / action names of their dims."""
+        feedback = tuple(fb if fb.joint_names else replace(fb, joint_names=tuple(self.proprio.names[d]
+                                                                                 for d in fb.proprio_dims))
+                         for fb in self.ros.feedback)
+        commands = tuple(c if c.joint_names else replace(c, joint_names=tuple(self.action.names[d]
+                                                                            for d in c.action_dims))
+                         for c in self.ros.commands)
+        object.__setattr__(self, "ros", replace(self.ros, feedback=feedback, commands=commands))
 
     @property
     def control_period(self) -> float:
@@ -314,9 +362,19 @@ def _apply_on_dims(x: np.ndarray, dims: tuple[int, ...], fn, expected_dim: int) 
     return out
 
 
+def robot_names() -> list[str]:
+    """The robot configs shipped in configs/robots/ (names ``load_robot_config`` accepts besides paths)."""
+    return sorted(p.stem for p in (config_dir() / "robots").glob("*.yaml"))
+
+
 def load_robot_config(name_or_path: str | Path) -> RobotConfig:
-    """Load a robot config by name (``libero``, ``r1lite``: from configs/robots/) or by YAML path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = config_dir() / "robots" / f"{name_or_path}.yaml"
-    return load_config(RobotConfig, path)
+    """Load a robot config by name (``libero``, ``r1lite``: from configs/robots/) or from a YAML file anywhere
+    (``.yaml``/``.yml``; relative to the current directory, ``~`` expanded)."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix in ROBOT_YAML_SUFFIXES:
+        return load_config(RobotConfig, path)
+    shipped = config_dir() / "robots" / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        raise ConfigError(f"unknown robot config {str(name_or_path)!r}: give a robot YAML path (.yaml) or one of "
+                          f"{robot_names()} (configs/robots/)")
+    return load_config(RobotConfig, shipped)

@@ -26,6 +26,7 @@ Hung nodes that are not stopped show up as lost heartbeats on the aggregator's /
     wp-launch r1lite policy:=ckpt/policy.yaml device:=cuda:1     # arguments override the policy file's settings
     wp-launch r1lite vlm_checkpoint:=ckpt/vlm ae_checkpoint:=ckpt/ae stats:=ckpt/stats.json tokenizer:=tok.model
     wp-launch r1lite --nodes aggregator use_sim_time:=true      # just the aggregator, following /clock
+    wp-launch robot robot_config:=robots/my_arm.yaml policy:=ckpt/policy.yaml   # any robot by its YAML
     wp-launch libero_sim --show-args
 """
 

@@ -46,7 +46,7 @@ import numpy as np
 from rosbags.rosbag2 import ReaderError
 from tqdm import tqdm
 
-from wp_policy.command_map import CommandMapper
+from wp_policy.command_map import CommandMapper, command_values
 from wp_policy.config_io import ConfigError
 from wp_policy.image_proc import ImageDecodeError, image_msg_to_rgb, resize_with_pad
 from wp_policy.obs_sync import (
@@ -244,20 +244,6 @@ def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * _NS + int(header.stamp.nanosec)
 
 
-def _command_position(msg, msgtype: str) -> np.ndarray:
-    """The commanded targets of a JointState, Float64MultiArray or JointTrajectory (its first point)."""
-    if msgtype.endswith("/JointState"):
-        return joint_state_position(msg)
-    if msgtype.endswith("/Float64MultiArray"):
-        return np.asarray(msg.data, np.float64).reshape(-1)
-    if msgtype.endswith("/JointTrajectory"):
-        if not msg.points:
-            raise InvalidInput("trajectory has no points")
-        return np.asarray(msg.points[0].positions, np.float64).reshape(-1)
-    raise InvalidInput(f"command message type {msgtype} is not supported (JointState, Float64MultiArray, "
-                       f"JointTrajectory)")
-
-
 class BagConverter:
     """Turns bags into episode dicts for :func:`wp_training.rlds_io.write_rlds` and fills :attr:`report`."""
 
@@ -332,10 +318,7 @@ class BagConverter:
                 try:
                     msg = deserialize(m.data, m.msgtype)
                     if m.topic in commands:
-                        pos = _command_position(msg, m.msgtype)
-                        if pos.size != len(commands[m.topic].action_dims):
-                            raise InvalidInput(f"{pos.size} command values, expected "
-                                               f"{len(commands[m.topic].action_dims)}")
+                        pos = command_values(commands[m.topic], msg, m.msgtype)
                         if not np.all(np.isfinite(pos)):
                             raise InvalidInput(f"non-finite command {pos.tolist()}")
                         timeline.commands[m.topic][0].append(now)
@@ -345,7 +328,7 @@ class BagConverter:
                         rgb = resize_with_pad(image_msg_to_rgb(msg), self.size, self.size)
                         sync.add_image(cams[m.topic].view, _stamp_ns(msg.header), rgb, now)
                     else:
-                        sync.add_feedback(m.topic, _stamp_ns(msg.header), joint_state_position(msg), now)
+                        sync.add_feedback(m.topic, _stamp_ns(msg.header), joint_state_position(msg), now, msg.name)
                 except (InvalidInput, ImageDecodeError, ValueError) as exc:
                     if segment is not None:
                         segment.rejected[m.topic] += 1

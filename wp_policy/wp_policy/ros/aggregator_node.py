@@ -1,8 +1,9 @@
 """Aggregator node: robot cameras + joint feedback -> synchronised observation sets on /wp/obs/*.
 
 Subscribes to every camera of the robot config (CompressedImage JPEG or raw Image, camera QoS) and every joint
-feedback topic (JointState, feedback QoS). Frames are decoded and resized-with-pad to the model resolution on arrival;
-:class:`wp_policy.obs_sync.ObsSynchronizer` turns them into sets. Each set is published as ``/wp/obs/<view>``
+feedback topic (JointState, feedback QoS; joints read by name, or by index when a message has no names). Frames are
+decoded and resized-with-pad to the model resolution on arrival; :class:`wp_policy.obs_sync.ObsSynchronizer` turns
+them into sets. Each set is published as ``/wp/obs/<view>``
 (Image rgb8) plus ``/wp/obs/proprio`` (JointState, physical units, proprio names), all with the SAME header.stamp.
 Stale or missing inputs produce no set and an ERROR/WARN on /diagnostics; malformed messages (corrupt JPEG, NaN,
 wrong length) are counted, reported and dropped, and the node carries on. It also watches the other nodes'
@@ -116,7 +117,8 @@ class AggregatorNode(Node):
 
     def _on_feedback(self, topic: str, msg: JointState) -> None:
         try:
-            self.sync.add_feedback(topic, stamp_to_ns(msg.header.stamp), joint_state_position(msg), self._now())
+            self.sync.add_feedback(topic, stamp_to_ns(msg.header.stamp), joint_state_position(msg), self._now(),
+                                   msg.name)
         except InvalidInput as exc:
             self._reject(topic, exc)
             return
@@ -161,10 +163,11 @@ class AggregatorNode(Node):
             return ERROR, f"no /diagnostics from {ages} (frozen or dead?)"
         sync = self.sync.status(self._now())
         rejected, self._rejections_in_window = self._rejections_in_window, 0
-        if sync.stale:
-            return ERROR, f"no observation sets: {sync.message()}"
-        if sync.missing:
-            return WARN, f"no observation sets: {sync.message()}"
+        if sync.stale or sync.missing:
+            # inputs that arrive but are all rejected (e.g. a joint name the driver does not publish) are an error
+            # to fix, not a driver still starting up
+            why = f"; rejected {rejected} message(s), last: {self._last_rejection}" if rejected else ""
+            return ERROR if sync.stale or rejected else WARN, f"no observation sets: {sync.message()}{why}"
         if rejected:
             return WARN, f"rejected {rejected} malformed message(s); last: {self._last_rejection}"
         return OK, sync.message()

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from wp_policy.image_proc import encode_jpeg
+from wp_policy.obs_sync import feedback_layout
 from wp_policy.robot_config import CameraConfig, RobotConfig
 from wp_policy.ros.bag_io import BagWriter, msg_class, serialize
 from wp_policy.ros.topics import camera_topic
@@ -123,13 +124,9 @@ def _camera_msg(camera: CameraConfig, rgb: np.ndarray, stamp_ns: int, quality: i
 def _feedback_msgs(robot: RobotConfig, pos: np.ndarray, vel: np.ndarray, stamp_ns: int) -> list[tuple[str, bytes]]:
     out = []
     for fb in robot.ros.feedback:
-        n = max(fb.source_indices) + 1
-        p, v = np.zeros(n), np.zeros(n)
-        p[list(fb.source_indices)] = pos[list(fb.proprio_dims)]
-        v[list(fb.source_indices)] = vel[list(fb.proprio_dims)]
-        names = [robot.proprio.names[d] for d in fb.proprio_dims] if n == len(fb.proprio_dims) else []
-        msg = msg_class(JOINT_STATE)(header=_header(stamp_ns, ""), name=names, position=p, velocity=v,
-                                     effort=np.zeros(0))
+        names, p = feedback_layout(fb, pos)
+        msg = msg_class(JOINT_STATE)(header=_header(stamp_ns, ""), name=names, position=p,
+                                     velocity=feedback_layout(fb, vel)[1], effort=np.zeros(0))
         out.append((fb.topic, serialize(msg, JOINT_STATE)))
     return out
 

@@ -12,11 +12,13 @@ import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from wp_policy.command_map import CommandPayload
 from wp_policy.image_proc import image_msg_to_rgb  # noqa: F401  (re-exported: ROS-free, shared with wp-data)
 from wp_policy.obs_sync import InvalidInput, joint_state_position  # noqa: F401  (re-exported, as above)
+from wp_policy.robot_config import FLOAT64_MULTI_ARRAY, JOINT_STATE, JOINT_TRAJECTORY
 from wp_policy.runtime.stop_latch import message_identity
 
 _NS = 1_000_000_000
@@ -69,8 +71,34 @@ def make_joint_state(
 
 
 def payload_to_joint_state(payload: CommandPayload, stamp_ns: int) -> JointState:
-    """A robot command (see wp_policy.command_map) as the JointState its topic expects."""
+    """A robot command (see wp_policy.command_map) as a JointState."""
     return make_joint_state(payload.names, payload.position, stamp_ns, payload.velocity)
+
+
+COMMAND_MSG_CLASSES = {JOINT_STATE: JointState, FLOAT64_MULTI_ARRAY: Float64MultiArray,
+                       JOINT_TRAJECTORY: JointTrajectory}
+
+
+def command_msg_class(msg_type: str) -> type:
+    """The rclpy message class of a robot config command ``msg_type``."""
+    return COMMAND_MSG_CLASSES[msg_type]
+
+
+def command_message(payload: CommandPayload, stamp_ns: int, frame_id: str = ""):
+    """A robot command as its topic's message type (``payload.msg_type``, see wp_policy.command_map).
+
+    ``stamp_ns`` and ``frame_id`` (a hold reason) go into the header where the type has one. A JointTrajectory keeps
+    a zero stamp: a joint trajectory controller starts it on receipt, whereas a stamp from another machine's clock
+    could put its single point in the past, and such a trajectory is rejected.
+    """
+    if payload.msg_type == FLOAT64_MULTI_ARRAY:
+        return Float64MultiArray(data=payload.position.tolist())
+    if payload.msg_type == JOINT_TRAJECTORY:
+        msg = make_trajectory(payload.names, payload.position[None], [payload.period_s], 0)
+    else:
+        msg = payload_to_joint_state(payload, stamp_ns)
+    msg.header.frame_id = frame_id
+    return msg
 
 
 def make_trajectory(

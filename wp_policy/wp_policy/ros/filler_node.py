@@ -2,11 +2,12 @@
 
 Inputs: /wp/waypoints (plans, or the operator stop), /wp/instruction (the AE prompt; a new message starts a new
 episode), /wp/obs/* (observation sets) and, with the wall clock, the robot's joint feedback topics (the measured
-position a hold keeps). Outputs: the robot config's command topics (one command per tick, every one through
-:class:`wp_policy.safety.SafetyFilter` -> :class:`wp_policy.command_map.CommandMapper` -> JointState, so no path
-sends an unchecked command), /wp/action_chunk (each chunk as it starts), /wp/replan requests and /diagnostics.
-A hold command carries ``hold:<reason>`` in ``header.frame_id`` (empty for a model action): robots ignore it, the
-simulation bridge ends an episode on ``hold:stopped`` exactly where the direct loop ends it.
+position a hold keeps; joints read by name). Outputs: the robot config's command topics (one command per tick, every
+one through :class:`wp_policy.safety.SafetyFilter` -> :class:`wp_policy.command_map.CommandMapper` -> the topic's
+message type, so no path sends an unchecked command), /wp/action_chunk (each chunk as it starts), /wp/replan requests
+and /diagnostics. A hold command carries ``hold:<reason>`` in ``header.frame_id`` (empty for a model action; a
+Float64MultiArray has no header): robots ignore it, the simulation bridge ends an episode on ``hold:stopped`` exactly
+where the direct loop ends it.
 
 The state machine is :class:`wp_policy.runtime.runner.WaypointRunner` (shared with the direct sim loop); AE fills
 run on a worker thread. ``replan_mode``: ``after_last`` asks for a plan when the last pair has run; ``lookahead``
@@ -61,7 +62,8 @@ from wp_policy.command_map import CommandMapper
 from wp_policy.obs_sync import BACKWARD_JUMP_S, InvalidInput, ObsSet
 from wp_policy.robot_config import FeedbackConfig
 from wp_policy.ros import policy_params
-from wp_policy.ros.conversions import message_info_identity, ns_to_stamp, payload_to_joint_state, stamp_to_ns
+from wp_policy.ros.conversions import (command_message, command_msg_class, message_info_identity, ns_to_stamp,
+                                       stamp_to_ns)
 from wp_policy.ros.diagnostics import ERROR, OK, WARN, Diagnostics
 from wp_policy.ros.feedback import FeedbackComposer
 from wp_policy.ros.node_main import run_node
@@ -171,7 +173,8 @@ class FillerNode(Node):
     def _create_interfaces(self) -> None:
         robot, p = self.robot, self.p
         cmd_qos = qos_profile(p["command_qos"] or robot.ros.command_qos)
-        self.cmd_pubs = {t: self.create_publisher(JointState, t, cmd_qos) for t in self.mapper.topics}
+        self.cmd_pubs = {c.topic: self.create_publisher(command_msg_class(c.msg_type), c.topic, cmd_qos)
+                         for c in robot.ros.commands}
         self.chunk_pub = self.create_publisher(JointTrajectory, ACTION_CHUNK_TOPIC,
                                                qos_profile(TOPIC_QOS[ACTION_CHUNK_TOPIC]))
         self.replan_pub = self.create_publisher(Header, REPLAN_TOPIC, qos_profile(TOPIC_QOS[REPLAN_TOPIC]))
@@ -487,10 +490,9 @@ class FillerNode(Node):
         if decision is None:
             self.diag.count("no_reference")  # no measured position yet: nothing safe to send
             return
+        frame_id = f"{HOLD_FRAME_PREFIX}{decision.reason}" if decision.hold else ""
         for payload in self.mapper.split(decision.action):
-            msg = payload_to_joint_state(payload, stamp_ns)
-            msg.header.frame_id = f"{HOLD_FRAME_PREFIX}{decision.reason}" if decision.hold else ""
-            self.cmd_pubs[payload.topic].publish(msg)
+            self.cmd_pubs[payload.topic].publish(command_message(payload, stamp_ns, frame_id))
         self.diag.count("commands")
         self.diag.event("commands")
         if not decision.hold and self._first_command_at is not None:
@@ -546,8 +548,8 @@ class FillerNode(Node):
         problem, self._problem = self._problem, ""
         if self._reason == "other_writer":
             return ERROR, f"holding: other writers on the command topics {self._other_writers}"
-        if self._reason in STALE:
-            return ERROR, f"holding: {self._reason}"
+        if self._reason in STALE:  # with the rejection that explains it, e.g. a joint missing from the feedback
+            return ERROR, f"holding: {self._reason}" + (f" ({problem})" if problem else "")
         if problem:
             return WARN, problem
         if self.latch.engaged:

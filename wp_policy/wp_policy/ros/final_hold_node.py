@@ -3,8 +3,9 @@
 The filler ends with hold commands itself when it is stopped (Ctrl-C, SIGTERM, the graph shutting down). When it
 dies without that chance (killed, crashed, frozen and then killed), the launcher (``wp-launch``, or ``ros2 launch``
 through an on-exit handler) starts this one-shot node: it reads the robot's joint feedback, and publishes
-``ticks`` hold commands of the measured position, through the same SafetyFilter -> CommandMapper path as the filler,
-on every command topic, then exits 0. Delta-action robots (LIBERO) hold with zero motion and need no feedback.
+``ticks`` hold commands of the measured position, through the same SafetyFilter -> CommandMapper path and in the same
+message types as the filler, on every command topic, then exits 0. Delta-action robots (LIBERO) hold with zero
+motion and need no feedback.
 Exit 1 with one line when no feedback arrived within ``feedback_wait_s`` (nothing safe to send) or no controller
 subscribes to a command topic.
 
@@ -31,7 +32,7 @@ from wp_policy.command_map import CommandMapper
 from wp_policy.config_io import ConfigError
 from wp_policy.obs_sync import InvalidInput
 from wp_policy.robot_config import FeedbackConfig, load_robot_config
-from wp_policy.ros.conversions import payload_to_joint_state
+from wp_policy.ros.conversions import command_message, command_msg_class
 from wp_policy.ros.feedback import FeedbackComposer
 from wp_policy.ros.node_main import reject_unknown_parameters
 from wp_policy.ros.qos import qos_profile
@@ -57,8 +58,10 @@ class FinalHoldNode(Node):
         self.mapper = CommandMapper(robot)
         self.safety = SafetyFilter.from_robot(robot)
         self.feedback = FeedbackComposer(robot)
+        self.rejected = ""  # why the last feedback message was refused (a missing joint name, NaN)
         cmd_qos = qos_profile(self.get_parameter("command_qos").value or robot.ros.command_qos)
-        self.pubs = {t: self.create_publisher(JointState, t, cmd_qos) for t in self.mapper.topics}
+        self.pubs = {c.topic: self.create_publisher(command_msg_class(c.msg_type), c.topic, cmd_qos)
+                     for c in robot.ros.commands}
         for fb in robot.ros.feedback:
             self.create_subscription(JointState, fb.topic, partial(self._on_feedback, fb),
                                      qos_profile(robot.ros.feedback_qos))
@@ -67,6 +70,7 @@ class FinalHoldNode(Node):
         try:
             self.feedback.update(fb, msg, time.monotonic())
         except InvalidInput as exc:
+            self.rejected = str(exc)
             self.get_logger().warning(f"{fb.topic}: {exc}", throttle_duration_sec=1.0)
 
     @property
@@ -79,15 +83,15 @@ class FinalHoldNode(Node):
         while time.monotonic() < deadline and not self._ready():
             rclpy.spin_once(self, timeout_sec=0.01)
         if self.needs_feedback and not self.feedback.complete:
+            rejected = f" (last rejected: {self.rejected})" if self.rejected else ""
             return False, (f"no joint feedback on {[fb.topic for fb in self.robot.ros.feedback]} within "
-                           f"{self.wait_s:g} s: no hold could be computed")
+                           f"{self.wait_s:g} s: no hold could be computed{rejected}")
         if self.needs_feedback:
             self.safety.observe_feedback(self.feedback.values, time.monotonic())
         decision = self.safety.hold(REASON)
         for _ in range(self.ticks):
             for payload in self.mapper.split(decision.action):
-                msg = payload_to_joint_state(payload, self.get_clock().now().nanoseconds)
-                msg.header.frame_id = f"{HOLD_FRAME_PREFIX}{REASON}"
+                msg = command_message(payload, self.get_clock().now().nanoseconds, f"{HOLD_FRAME_PREFIX}{REASON}")
                 self.pubs[payload.topic].publish(msg)
             rclpy.spin_once(self, timeout_sec=self.robot.control_period)
         unheard = [t for t, p in self.pubs.items() if p.get_subscription_count() == 0]

@@ -55,8 +55,8 @@ from trajectory_msgs.msg import JointTrajectory
 
 from wp_policy.command_map import CommandMapper
 from wp_policy.config_io import ConfigError
-from wp_policy.obs_sync import BACKWARD_JUMP_S
-from wp_policy.robot_config import load_robot_config
+from wp_policy.obs_sync import BACKWARD_JUMP_S, feedback_layout
+from wp_policy.robot_config import JOINT_STATE, load_robot_config
 from wp_policy.ros import policy_params
 from wp_policy.ros.conversions import clock_msg, make_joint_state, rgb_to_image_msg, stamp_to_ns
 from wp_policy.ros.diagnostics import ERROR, OK, WARN, Diagnostics
@@ -203,6 +203,10 @@ class LiberoBridgeNode(Node):
         if self.cfg.clock_mode == "wall" and self.sim_time:
             raise ConfigError("clock_mode wall needs use_sim_time:=false (nothing publishes /clock in wall mode)")
         self.robot = robot = load_robot_config(p["robot_config"])
+        other = [c.topic for c in robot.ros.commands if c.msg_type != JOINT_STATE]
+        if other:  # lock-step matches a command to its step by header stamp; a hold names its reason in frame_id
+            raise ConfigError(f"the bridge reads {JOINT_STATE} commands (stamped, with a hold reason); "
+                              f"ros.commands {other} use another msg_type")
         self.mapper = CommandMapper(robot)
         self.eval_config, self.specs = plan_episodes(self.cfg)
         self.env = make_env(self.eval_config.env)
@@ -402,11 +406,7 @@ class LiberoBridgeNode(Node):
             self.cam_pubs[cam.view].publish(rgb_to_image_msg(obs.images[cam.view], stamp_ns))
         state = np.asarray(self.robot.select_proprio(obs.state), dtype=np.float64)
         for fb in self.robot.ros.feedback:
-            size = max(fb.source_indices) + 1
-            position, names = np.zeros(size), [""] * size
-            for dim, src in zip(fb.proprio_dims, fb.source_indices):
-                position[src], names[src] = state[dim], self.robot.proprio.names[dim]
-            self.fb_pubs[fb.topic].publish(make_joint_state(names, position, stamp_ns))
+            self.fb_pubs[fb.topic].publish(make_joint_state(*feedback_layout(fb, state), stamp_ns))
 
     def _await_command(self, stamp_ns: int, spec: EpisodeSpec | None, step: int) -> _Command:
         """Lock-step: the command stamped ``stamp_ns`` on every command topic (others are stale: counted, dropped)."""
