@@ -92,7 +92,7 @@ def write_inputs(work: Path, rate: float, args) -> tuple[Path, Path]:
     params = yaml.safe_load((config_dir() / "graphs" / "r1lite.yaml").read_text())
     params["planner"]["ros__parameters"].update(num_waypoints=3, cpu_threads=1, emulate_latency_ms=args.vlm_ms)
     params["filler"]["ros__parameters"].update(cpu_threads=1, emulate_latency_ms=args.ae_ms, num_flow_steps=2,
-                                               plan_lead_s=args.plan_lead, feedback_timeout=0.5)
+                                               feedback_timeout=0.5)
     params_path = work / f"params_{rate:g}hz.yaml"
     params_path.write_text(yaml.safe_dump(params))
     return robot_path, params_path
@@ -157,7 +157,8 @@ def overhead(listener: Listener, skip: dict[str, int], models: dict[str, float])
 def run_one(rate: float, mode: str, files, work: Path, args) -> RunResult:
     robot_path, params_path = write_inputs(work, rate, args)
     graph = wp_launch("r1lite", *files.launch_args(), f"robot_config:={robot_path}", f"params_file:={params_path}",
-                      "device:=cpu", f"replan_mode:={mode}", "instruction:=pick up the cup")
+                      "device:=cpu", f"replan_mode:={mode}", f"plan_lead_s:={args.plan_lead}",
+                      "instruction:=pick up the cup")
     robot = FakeRobot(load_robot_config(robot_path))
     listener = Listener("bench_listener")
     listener.listen(DiagnosticArray, "/diagnostics", depth=1000)

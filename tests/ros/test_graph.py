@@ -12,6 +12,7 @@ import yaml
 
 from wp_policy.graph import GRAPHS, get_graph, parse_launch_args, resolve_graph
 from wp_policy.paths import config_dir, launch_dir
+from wp_policy.runtime import ReplanConfig
 from wp_policy.supervisor import node_command, write_overrides
 
 REQUIRED = {"robot": {"robot_config": "r1lite"}}  # arguments a graph cannot start without
@@ -58,6 +59,10 @@ def test_arguments_are_typed_and_routed_to_node_parameters():
     assert all(n.parameters["use_sim_time"] is False for n in nodes.values())
     assert nodes["filler"].parameters["replan_mode"] == "after_last"
     assert nodes["filler"].parameters["pairs_per_plan"] == nodes["libero_bridge"].parameters["pairs_per_plan"] == 2
+    # the lookahead leads are ReplanConfig's, in seconds, as in wp-eval; the bridge records what the filler runs
+    leads = {k: ReplanConfig().params()[k] for k in ("plan_lead_s", "fill_lead_s")}
+    for name in ("filler", "libero_bridge"):
+        assert {k: nodes[name].parameters[k] for k in leads} == leads
     assert nodes["aggregator"].parameters == {"robot_config": "libero", "use_sim_time": False}
 
 
@@ -128,12 +133,23 @@ def test_reading_the_policy_file_needs_neither_torch_nor_rclpy(tmp_path):
         ({"use_sim_time": "yes"}, "use_sim_time: 'yes' is not a valid bool"),
         ({"task_id": "x"}, "task_id: 'x' is not a valid int"),
         ({"replan_mode": "never"}, "replan_mode: 'never' is not one of"),
+        ({"pairs_per_plan": "-1"}, r"arguments: pairs_per_plan must be >= 0 \(0: every pair of a plan\), got -1"),
+        ({"plan_lead_s": "-1"}, r"arguments: plan_lead_s must be a number of seconds >= 0, got -1\.0"),
         ({"params_file": "graphs/missing.yaml"}, "params file 'graphs/missing.yaml' not found"),
     ],
 )
 def test_bad_arguments_name_the_problem(values, match):
     with pytest.raises((ValueError, FileNotFoundError), match=match):
         resolve_graph(get_graph("libero_sim"), values)
+
+
+def test_a_params_file_that_sets_a_launch_argument_is_refused(tmp_path):
+    """An argument always wins over the params file: a file that sets the same parameter would be ignored."""
+    data = yaml.safe_load((config_dir() / "graphs" / "libero_sim.yaml").read_text())
+    data["filler"]["ros__parameters"]["plan_lead_s"] = 0.2  # where the lead lived before it was an argument
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match=r"sets filler\.plan_lead_s \(argument plan_lead_s\): launch arguments"):
+        resolve_graph(get_graph("libero_sim"), {"params_file": str(tmp_path / "params.yaml")})
 
 
 def test_parse_launch_args_and_node_selection():

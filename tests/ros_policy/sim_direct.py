@@ -7,18 +7,18 @@ episodes run in a child; this module is its picklable entry point (``tests/ros_p
 from __future__ import annotations
 
 
-def direct_rollouts(policy_yaml: str, env_name: str, image_size: int, specs: list[dict], replan_mode: str,
-                    lead_ticks: int = 4, fill_lead_ticks: int = 0, pairs_per_plan: int = 0) -> list[dict]:
-    """Run ``specs`` (EpisodeSpec fields) in order with one env and one single-threaded policy: EpisodeResult JSON."""
+def direct_rollouts(policy_yaml: str, env_name: str, image_size: int, specs: list[dict], replan: dict) -> list[dict]:
+    """Run ``specs`` (EpisodeSpec fields) in order with one env and one single-threaded policy, ``replan`` being
+    ReplanConfig's node parameters (what the graph got): EpisodeResult JSON."""
     import torch
 
     from wp_policy.runtime.policy import WaypointPolicy, load_policy_config
+    from wp_policy.runtime.replan import ReplanConfig
     from wp_policy.sim.registry import SimEnvConfig, make_env
     from wp_policy.sim.rollout import EpisodeSpec, run_episode
 
     torch.set_num_threads(1)  # the graph's nodes run with cpu_threads 1: same float reduction order
     policy = WaypointPolicy.from_config(load_policy_config(policy_yaml))
     with make_env(SimEnvConfig(env=env_name, image_size=image_size)) as env:
-        return [run_episode(env, policy, EpisodeSpec(**spec), replan_mode=replan_mode, lead_ticks=lead_ticks,
-                            fill_lead_ticks=fill_lead_ticks, pairs_per_plan=pairs_per_plan).to_json()
+        return [run_episode(env, policy, EpisodeSpec(**spec), ReplanConfig.from_params(replan)).to_json()
                 for spec in specs]

@@ -24,7 +24,7 @@ def test_demo_config_names_the_shipped_policy():
     config = load_config(DemoConfig, config_dir() / "demo" / "lift.yaml")
     assert config.policy_config == ""  # the shipped policy
     assert SHIPPED_POLICY.parts[-4:] == ("assets", "policies", "lift_demo", "policy.yaml")
-    assert (config.env, config.seed, config.replan_mode) == ("robosuite:Lift", 7, "after_last")
+    assert (config.env, config.seed, config.replan.mode) == ("robosuite:Lift", 7, "after_last")
 
 
 def test_missing_policy_or_bad_values_fail_clearly(tmp_path):
@@ -36,11 +36,17 @@ def test_missing_policy_or_bad_values_fail_clearly(tmp_path):
     assert proc.returncode == 2 and "episodes must be >= 1, got 0" in proc.stderr
 
 
-def test_a_negative_pairs_per_plan_or_a_bad_video_size_is_refused():
-    from wp_policy.demo import DemoConfig
+def test_an_old_replan_key_or_a_bad_video_size_is_refused(tmp_path):
+    from wp_policy.config_io import ConfigError, load_config
+    from wp_policy.demo import DemoConfig, launch_command
+    from wp_policy.runtime import ReplanConfig
 
-    with pytest.raises(ValueError, match="pairs_per_plan must be >= 0, got -1"):
-        DemoConfig(pairs_per_plan=-1)
+    (tmp_path / "demo.yaml").write_text("pairs_per_plan: 2\n")
+    with pytest.raises(ConfigError, match=r"demo\.yaml: pairs_per_plan: moved to replan\.pairs_per_plan"):
+        load_config(DemoConfig, tmp_path / "demo.yaml")
+    replan = ReplanConfig("lookahead", pairs_per_plan=2, plan_lead_s=0.25, fill_lead_s=0.0)
+    command = launch_command(DemoConfig(replan=replan), tmp_path / "p.yaml", tmp_path / "g.yaml", tmp_path)
+    assert {"replan_mode:=lookahead", "pairs_per_plan:=2", "plan_lead_s:=0.25", "fill_lead_s:=0.0"} <= set(command)
     with pytest.raises(ValueError, match=r"video_size must be an even number of pixels in 64\.\.2048, got 30"):
         DemoConfig(video_size=30)
 

@@ -7,7 +7,6 @@ direct (no-ROS) loop computes from the same observation sets: one transform path
 
 from __future__ import annotations
 
-import math
 import os
 import time
 
@@ -23,13 +22,13 @@ from wp_policy.command_map import CommandMapper
 from wp_policy.obs_sync import ObsSet
 from wp_policy.paths import config_dir
 from wp_policy.ros.conversions import duration_to_sec, image_msg_to_rgb, stamp_to_ns
-from wp_policy.runtime import WaypointRunner
+from wp_policy.runtime import ReplanConfig, WaypointRunner
 from wp_policy.safety import SafetyFilter
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 INSTRUCTION = "pick up the cup"
-PLAN_LEAD_S, FILL_LEAD_S = 0.5, 0.15
+REPLAN = ReplanConfig("lookahead", plan_lead_s=0.5, fill_lead_s=0.15)
 STEPS = 45  # 3 s bag, one observation set per camera period
 
 
@@ -61,12 +60,12 @@ def graph(tmp_path_factory, policy_files, listener, r1lite_config):
     data = yaml.safe_load((config_dir() / "graphs" / "r1lite.yaml").read_text())
     data["aggregator"]["ros__parameters"]["input_qos"] = "reliable"  # nothing may drop inside a lock-step burst
     data["planner"]["ros__parameters"].update(num_waypoints=3, cpu_threads=1)
-    data["filler"]["ros__parameters"].update(command_qos="reliable", cpu_threads=1, plan_lead_s=PLAN_LEAD_S,
-                                             fill_lead_s=FILL_LEAD_S)
+    data["filler"]["ros__parameters"].update(command_qos="reliable", cpu_threads=1)
     params = tmp_path_factory.mktemp("params") / "lockstep.yaml"
     params.write_text(yaml.safe_dump(data))
     proc = wp_launch("r1lite", *policy_files.launch_args(), "device:=cpu", "use_sim_time:=true",
-                     "clock_mode:=lockstep", "replan_mode:=lookahead", f"instruction:={INSTRUCTION}",
+                     "clock_mode:=lockstep", *(f"{k}:={v}" for k, v in REPLAN.params().items()),
+                     f"instruction:={INSTRUCTION}",
                      f"params_file:={params}")
     ack = CommandMapper(r1lite_config).topics[-1]
     wait_for(lambda: (listener.count_publishers(ack) > 0 and listener.count_publishers("/wp/waypoints") > 0)
@@ -153,8 +152,7 @@ def test_graph_commands_equal_the_direct_loop(runs, policy, r1lite_config):
     sets = [ObsSet(stamp_ns=s, images={v: image_msg_to_rgb(parts[v]) for v in r1lite_config.camera_views},
                    proprio=np.asarray(parts["proprio"].position)) for s, parts in runs[0]["sets"]]
     fill = lambda o, s, e, d: policy.fill(o, INSTRUCTION, s, e, d)  # noqa: E731
-    hz = r1lite_config.control_hz
-    runner = WaypointRunner(fill, "lookahead", math.ceil(PLAN_LEAD_S * hz), math.ceil(FILL_LEAD_S * hz))
+    runner = WaypointRunner(fill, REPLAN.strategy(r1lite_config.control_hz))
     safety = SafetyFilter.from_robot(r1lite_config)
     expected = []
     for obs in sets:

@@ -11,8 +11,11 @@ the SafetyFilter's clamp leaves in-range actions untouched. Any difference is a 
 
 Episodes are 15 steps long; plans have two waypoints of which only the first runs (``pairs_per_plan:=1``, which
 both paths must apply alike; the tiny planner's d = 9): each episode re-plans once, and being shorter than 1 s of
-sim time, the second episode also needs the bridge's timeline separator. The same check runs on one real LIBERO
-task (libero_object task 0, init state 0, 64 px, 3 wait + 12 policy steps) where LIBERO and its assets are installed.
+sim time, the second episode also needs the bridge's timeline separator. Both replan modes are checked: in
+``lookahead`` the same ReplanConfig (leads in seconds) reaches the filler as launch arguments and the direct loop as
+its config, and the next plan is requested while a pair runs and spliced onto the queue. The same check runs on one
+real LIBERO task (libero_object task 0, init state 0, 64 px, 3 wait + 12 policy steps) where LIBERO and its assets
+are installed.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from wp_policy.ros.conversions import make_joint_state, ns_to_stamp, rgb_to_imag
 from wp_policy.ros.diagnostics import status_values
 from wp_policy.ros.libero_bridge_node import RESULT_TOPIC, BridgeConfig, plan_episodes
 from wp_policy.ros.qos import qos_profile
+from wp_policy.runtime import ReplanConfig
 from wp_policy.runtime.stop_latch import LatchState
 from wp_policy.sim.libero_env import libero_missing
 
@@ -46,6 +50,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 ENV, IMAGE, TRIALS, SEED, STEPS = "robosuite:Lift", 64, 2, 7, 15
 NUM_WAYPOINTS, PAIRS_PER_PLAN, FLOW_STEPS = 2, 1, 2
 HOLD = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0]  # LIBERO hold: no motion, gripper open (no gripper command yet)
+AFTER_LAST = ReplanConfig("after_last", pairs_per_plan=PAIRS_PER_PLAN)
+LOOKAHEAD = ReplanConfig("lookahead", pairs_per_plan=PAIRS_PER_PLAN)  # leads: the defaults wp-eval uses too
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +72,9 @@ def specs():
     return specs
 
 
-def test_bridge_config_refuses_a_negative_pairs_per_plan():
-    with pytest.raises(ValueError, match=r"pairs_per_plan must be >= 0 \(0: every pair\), got -1"):
-        BridgeConfig(env=ENV, pairs_per_plan=-1)
+def test_bridge_records_the_replan_config_it_is_given():
+    config, _ = plan_episodes(BridgeConfig(env=ENV, image_size=IMAGE, replan=LOOKAHEAD))
+    assert config.replan == LOOKAHEAD  # the EvalConfig its results are summarised with
 
 
 def test_bridge_config_refuses_a_bad_video_size():
@@ -76,7 +82,8 @@ def test_bridge_config_refuses_a_bad_video_size():
         BridgeConfig(env=ENV, video_size=65)
 
 
-def run_graph(tmp: Path, files, env: str, trials: int, steps: int, **bridge_params):
+def run_graph(tmp: Path, files, env: str, trials: int, steps: int, replan: ReplanConfig = AFTER_LAST,
+              **bridge_params):
     """One ``wp-launch libero_sim`` run: (exit code, output, results.json, episode summaries)."""
     policy_files, _ = files
     data = yaml.safe_load((config_dir() / "graphs" / "libero_sim.yaml").read_text())
@@ -88,7 +95,8 @@ def run_graph(tmp: Path, files, env: str, trials: int, steps: int, **bridge_para
     listener.listen(String, RESULT_TOPIC)
     try:
         proc = wp_launch("libero_sim", *policy_files.launch_args(), f"env:={env}", f"trials:={trials}",
-                         f"seed:={SEED}", f"max_steps:={steps}", f"pairs_per_plan:={PAIRS_PER_PLAN}",
+                         f"seed:={SEED}", f"max_steps:={steps}",
+                         *(f"{name}:={value}" for name, value in replan.params().items()),
                          f"output_dir:={tmp / 'out'}",
                          f"params_file:={tmp / 'params.yaml'}")
         try:
@@ -104,18 +112,17 @@ def run_graph(tmp: Path, files, env: str, trials: int, steps: int, **bridge_para
     return code, proc.output, results, summaries
 
 
-def run_direct(files, env: str, specs):
+def run_direct(files, env: str, specs, replan: ReplanConfig = AFTER_LAST):
     """The same episodes through run_episode, rendered in a spawned child (no TensorFlow next to MuJoCo)."""
     from sim_direct import direct_rollouts
 
     _, policy_yaml = files
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        job = pool.submit(direct_rollouts, str(policy_yaml), env, IMAGE, [asdict(s) for s in specs], "after_last",
-                          pairs_per_plan=PAIRS_PER_PLAN)
+        job = pool.submit(direct_rollouts, str(policy_yaml), env, IMAGE, [asdict(s) for s in specs], replan.params())
         return job.result(timeout=300)
 
 
-def assert_identical_episodes(graph, direct, specs, steps: int) -> None:
+def assert_identical_episodes(graph, direct, specs, steps: int, replan: ReplanConfig = AFTER_LAST) -> None:
     code, output, results, _ = graph
     assert code == 0, output
     for spec, ros, ref in zip(specs, results["episodes"], direct, strict=True):
@@ -128,10 +135,13 @@ def assert_identical_episodes(graph, direct, specs, steps: int) -> None:
         np.testing.assert_array_equal(actions, expected)
         assert (ros["success"], ros["termination"], ros["steps"]) == \
             (ref["success"], ref["termination"], ref["steps"])
-        assert ref["num_plans"] == ros["num_plans"] == 2  # the episode re-planned once (each plan: its first waypoint)
-        assert ros["pairs_per_plan"] == ref["pairs_per_plan"] == PAIRS_PER_PLAN
+        assert all(ros[k] == ref[k] == v for k, v in replan.params().items())
         # the bridge recorded what wp-eval plot draws exactly as the direct loop did: each plan at its step
-        assert ros["plans"] == ref["plans"] and [p["step"] for p in ros["plans"]] == [0, 9]
+        assert ros["num_plans"] == ref["num_plans"] and ros["plans"] == ref["plans"]
+        if replan.mode == "after_last":  # re-planned once, after the first waypoint (d = 9) was reached
+            assert [p["step"] for p in ros["plans"]] == [0, 9]
+        else:  # asked for the next plan on the tick after the first (the only kept pair runs from step 0)
+            assert [p["step"] for p in ros["plans"]][:2] == [0, 1]
         np.testing.assert_array_equal(np.asarray(ros["proprio"]), np.asarray(ref["proprio"]))
     first = np.asarray(results["episodes"][0]["actions"])
     assert len({tuple(a) for a in first}) > steps // 2  # the arm really moves
@@ -167,6 +177,11 @@ def test_graph_run_ends_cleanly_with_exit_0(graph):
 
 def test_graph_and_direct_loop_execute_identical_actions(graph, direct, specs):
     assert_identical_episodes(graph, direct, specs, STEPS)
+
+
+def test_graph_and_direct_loop_execute_identical_actions_in_lookahead(tmp_path, files, specs, rclpy_context):
+    graph = run_graph(tmp_path, files, ENV, TRIALS, STEPS, replan=LOOKAHEAD)
+    assert_identical_episodes(graph, run_direct(files, ENV, specs, LOOKAHEAD), specs, STEPS, LOOKAHEAD)
 
 
 LIBERO_ENV, LIBERO_STEPS, LIBERO_WAIT_STEPS = "libero:libero_object", 12, 3

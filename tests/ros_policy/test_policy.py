@@ -13,6 +13,7 @@ from wp_policy import batch as B
 from wp_policy.obs_sync import ObsSet
 from wp_policy.ros.bag_synth import joint_motion
 from wp_policy.runtime import Plan, WaypointRunner
+from wp_policy.runtime.replan import AfterLast, Lookahead
 from wp_policy.runtime.policy import (PolicyConfig, PolicySettingError, WaypointPolicy, fill_seed,
                                       load_policy_config, resolve_device)
 
@@ -94,8 +95,8 @@ def test_proprio_round_trips_through_model_space(policy):
 def test_direct_loop_runs_both_replan_modes(policy):
     """The direct (no-ROS) loop: plan when the runner asks, fill synchronously, one action per tick."""
     fill = lambda o, s, e, d: policy.fill(o, INSTRUCTION, s, e, d)  # noqa: E731
-    for mode in ("after_last", "lookahead"):
-        runner = WaypointRunner(fill, mode, lead_ticks=4)
+    for strategy in (AfterLast(), Lookahead(lead_ticks=4)):
+        runner = WaypointRunner(fill, strategy)
         actions = []
         for t in range(12):
             obs = make_obs(policy.robot, stamp_ns=1_000_000 * (t + 1), seed=t)
@@ -142,7 +143,8 @@ def test_bad_configs_and_files_fail_clearly(policy_config, tmp_path):
         WaypointPolicy.from_config(replace(policy_config, stats_path=str(tmp_path / "none.json")))
     with pytest.raises(PolicySettingError, match="^tokenizer_path: SentencePiece model not found"):
         WaypointPolicy.from_config(replace(policy_config, tokenizer_path=str(tmp_path / "none.model")))
-    with pytest.raises(PolicySettingError, match="^robot: .*no_such_robot.yaml: config file not found"):
+    with pytest.raises(PolicySettingError,
+                       match=r"^robot: unknown robot config 'no_such_robot': give a robot YAML path \(.yaml\) or one of"):
         WaypointPolicy.from_config(replace(policy_config, robot="no_such_robot"))
     with pytest.raises(ValueError, match="plans 14-D waypoints but robot libero has 8 proprio dims"):
         WaypointPolicy.from_config(replace(policy_config, robot="libero", ae_checkpoint=""))

@@ -10,6 +10,7 @@ import pytest
 
 from wp_policy.obs_sync import ObsSet
 from wp_policy.runtime import Plan, Waypoint, WaypointRunner
+from wp_policy.runtime.replan import AfterLast, Lookahead
 
 
 def obs(t, proprio=(0.0,)):
@@ -76,7 +77,7 @@ def test_fill_errors_reach_the_caller():
 @pytest.mark.parametrize("ticks_after, first", [(0, (1.0, 3.0, 3)), (1, (1.0, 3.0, 4)), (3, (1.0, 2.0, 2))])
 def test_lookahead_splices_the_answer_on_the_plans_clock(ticks_after, first):
     fill = Recorder()
-    r = WaypointRunner(fill, "lookahead")
+    r = WaypointRunner(fill, Lookahead())
     r.load_plan(plan((1.0, 5)))
     r.step(obs(0))
     r.step(obs(1))  # 3 actions left of the only (last) pair
@@ -94,7 +95,7 @@ def test_lookahead_splices_the_answer_on_the_plans_clock(ticks_after, first):
 
 
 def test_lead_ticks_ask_for_the_plan_before_the_last_pair():
-    r = WaypointRunner(ramp, "lookahead", lead_ticks=4)
+    r = WaypointRunner(ramp, Lookahead(lead_ticks=4))
     r.load_plan(plan((1.0, 3), (2.0, 3)))
     r.step(obs(0))
     assert r.remaining_ticks == 5 and not r.wants_early_plan
@@ -107,7 +108,7 @@ def test_lead_ticks_ask_for_the_plan_before_the_last_pair():
 
 def test_unrequested_plan_replaces_the_queue_from_the_measured_position():
     fill = Recorder()
-    r = WaypointRunner(fill, "lookahead")
+    r = WaypointRunner(fill, Lookahead())
     r.load_plan(plan((5.0, 4), (6.0, 4)))
     r.step(obs(0, proprio=(0.5,)))
     r.load_plan(plan((9.0, 2)))  # e.g. an operator's plan: nobody asked for it
@@ -123,14 +124,12 @@ def test_stop_plan_reset_and_needs_plan():
     assert r.stopped and r.step(obs(1)) is None and not r.needs_plan
     r.reset()
     assert not r.stopped and r.needs_plan and r.remaining_ticks == 0
-    with pytest.raises(ValueError, match=r"lead_ticks \(-1\) and fill_lead_ticks \(0\) must be >= 0"):
-        WaypointRunner(ramp, "lookahead", lead_ticks=-1)
 
 
 def test_fill_lead_ticks_fill_short_pairs_early_enough():
     """At a high control rate a 1-tick pair cannot hide the next fill: fill whatever starts within the lead."""
     fill = Recorder()
-    r = WaypointRunner(fill, "lookahead", fill_lead_ticks=2)
+    r = WaypointRunner(fill, Lookahead(fill_lead_ticks=2))
     r.load_plan(plan((1.0, 3), (2.0, 1), (3.0, 1), (4.0, 4)))
     for t in range(3):
         r.step(obs(t))
@@ -138,8 +137,8 @@ def test_fill_lead_ticks_fill_short_pairs_early_enough():
     assert [(c[0], c[2]) for c in fill.calls] == [(0, 1.0), (0, 2.0), (1, 3.0), (2, 4.0)]
 
 
-@pytest.mark.parametrize("mode", ["after_last", "lookahead"])
-def test_waiting_for_every_result_gives_the_synchronous_actions(mode):
+@pytest.mark.parametrize("strategy", [AfterLast(), Lookahead(lead_ticks=2)], ids=["after_last", "lookahead"])
+def test_waiting_for_every_result_gives_the_synchronous_actions(strategy):
     """What the lock-step filler does (threaded fills, remote plans loaded before the next tick) equals the
     direct loop (everything synchronous), tick for tick."""
     plans = iter([plan((1.0, 3), (2.0, 2), stamp=k) for k in range(20)])
@@ -162,7 +161,7 @@ def test_waiting_for_every_result_gives_the_synchronous_actions(mode):
             out.append(action)
         return np.stack(out)
 
-    sync = run(WaypointRunner(ramp, mode, lead_ticks=2), lambda: None)
+    sync = run(WaypointRunner(ramp, strategy), lambda: None)
     plans = iter([plan((1.0, 3), (2.0, 2), stamp=k) for k in range(20)])
     deferred = Deferred()
-    np.testing.assert_array_equal(run(WaypointRunner(deferred, mode, lead_ticks=2), deferred.finish), sync)
+    np.testing.assert_array_equal(run(WaypointRunner(deferred, strategy), deferred.finish), sync)

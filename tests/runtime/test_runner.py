@@ -5,6 +5,7 @@ import pytest
 
 from wp_policy.obs_sync import ObsSet
 from wp_policy.runtime import Plan, Waypoint, WaypointRunner
+from wp_policy.runtime.replan import AfterLast, Lookahead
 
 
 class RecordingFill:
@@ -36,7 +37,7 @@ def run(runner, n, start_t=0):
 
 def test_after_last_executes_pairs_then_asks_for_a_plan():
     fill = RecordingFill()
-    r = WaypointRunner(fill, "after_last")
+    r = WaypointRunner(fill, AfterLast())
     assert r.needs_plan
     r.load_plan(plan(([3.0, 3.0], 3), ([5.0, 5.0], 2)))
     actions = run(r, 6)
@@ -73,7 +74,7 @@ def test_model_stop_mid_plan_runs_the_pairs_before_it():
 
 def test_lookahead_prefills_and_requests_the_next_plan_early():
     fill = RecordingFill()
-    r = WaypointRunner(fill, "lookahead")
+    r = WaypointRunner(fill, Lookahead())
     r.load_plan(plan(([2.0, 2.0], 2), ([4.0, 4.0], 3)))
     first = r.step(obs(0))
     assert first is not None and len(fill.calls) == 2  # pair 2 filled while pair 1 runs
@@ -94,16 +95,14 @@ def test_lookahead_prefills_and_requests_the_next_plan_early():
 def test_lookahead_and_after_last_give_the_same_actions_for_the_same_observations():
     p = plan(([2.0, 1.0], 2), ([4.0, -1.0], 3), ([0.0, 0.0], 1))
     outs = []
-    for mode in ("after_last", "lookahead"):
-        r = WaypointRunner(RecordingFill(), mode)
+    for strategy in (AfterLast(), Lookahead()):
+        r = WaypointRunner(RecordingFill(), strategy)
         r.load_plan(p)
         outs.append(np.stack(run(r, 6)))
     np.testing.assert_allclose(outs[0], outs[1])
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="replan_mode must be"):
-        WaypointRunner(RecordingFill(), "sometimes")
     with pytest.raises(ValueError, match="duration must be >= 0"):
         Waypoint(np.zeros(2), -1)
     with pytest.raises(ValueError, match="NaN"):
@@ -127,7 +126,7 @@ def test_plan_time_round_trip():
 
 def test_pairs_per_plan_runs_the_first_pairs_then_asks_again():
     fill = RecordingFill()
-    r = WaypointRunner(fill, "after_last", pairs_per_plan=2)
+    r = WaypointRunner(fill, AfterLast(pairs_per_plan=2))
     r.load_plan(plan(([1.0, 1.0], 2), ([2.0, 2.0], 2), ([3.0, 3.0], 2), ([3.0, 3.0], 0)))
     actions = run(r, 5)
     assert [a is None for a in actions] == [False] * 4 + [True]
@@ -139,18 +138,15 @@ def test_pairs_per_plan_runs_the_first_pairs_then_asks_again():
 
 def test_pairs_per_plan_limits_lookahead_plans_too():
     fill = RecordingFill()
-    r = WaypointRunner(fill, "lookahead", lead_ticks=0, pairs_per_plan=1)
+    r = WaypointRunner(fill, Lookahead(pairs_per_plan=1, lead_ticks=0))
     r.load_plan(plan(([1.0, 1.0], 3), ([2.0, 2.0], 3)))
     assert r.remaining_ticks == 3 and r.step(obs(0)) is not None
-    assert r.wants_early_plan  # the only kept pair is running
+    assert not r.wants_early_plan  # the only kept pair is running, but obs 0 is what this plan came from
+    r.step(obs(1))
+    assert r.wants_early_plan
     r.request_plan()
-    r.load_plan(plan(([4.0, 4.0], 4), ([9.0, 9.0], 4)))  # due 4 ticks after obs 0: 2 ticks after the queue ends
-    assert r.remaining_ticks == 2 + 2
-    actions = run(r, 4, start_t=1)
+    r.load_plan(plan(([4.0, 4.0], 4), ([9.0, 9.0], 4)))  # due 4 ticks after obs 1: 3 ticks after the queue ends
+    assert r.remaining_ticks == 1 + 3
+    actions = run(r, 4, start_t=2)
     np.testing.assert_allclose(actions[-1], [4.0, 4.0])
     assert r.needs_plan
-
-
-def test_pairs_per_plan_must_not_be_negative():
-    with pytest.raises(ValueError, match="pairs_per_plan"):
-        WaypointRunner(RecordingFill(), pairs_per_plan=-1)

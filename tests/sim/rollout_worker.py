@@ -44,6 +44,7 @@ def rollouts(policy_yaml: str, task: str, image_size: int, jobs: list[dict], vid
 
     from wp_policy.runtime.policy import WaypointPolicy, load_policy_config
     from wp_policy.sim.robosuite_env import RobosuiteEnv
+    from wp_policy.runtime.replan import ReplanConfig
     from wp_policy.sim.rollout import EpisodeSpec, run_episode
 
     torch.set_num_threads(1)
@@ -56,7 +57,7 @@ def rollouts(policy_yaml: str, task: str, image_size: int, jobs: list[dict], vid
             job = dict(job)
             mode = job.pop("mode")
             pol = stopper if job.pop("stop_policy", False) else policy
-            result = run_episode(env, pol, EpisodeSpec(**job), replan_mode=mode, record_video=video_dir,
+            result = run_episode(env, pol, EpisodeSpec(**job), ReplanConfig(mode), record_video=video_dir,
                                  video_size=video_size)
             out.append(result.to_json())
     return out

@@ -80,8 +80,12 @@ def test_shipped_configs_follow_the_protocol(capsys, monkeypatch, tmp_path):
         ({"trials_per_task": 0}, "trials_per_task must be >= 1"),
         ({"workers": 0}, "workers must be >= 1"),
         ({"max_steps": -5}, "max_steps must be >= 0"),
-        ({"replan_mode": "sometimes"}, r"replan_mode must be one of \['after_last', 'lookahead'\]"),
-        ({"pairs_per_plan": -1}, "pairs_per_plan must be >= 0"),
+        ({"replan": {"mode": "sometimes"}}, r"replan: replan mode must be one of \['after_last', 'lookahead'\]"),
+        ({"replan": {"pairs_per_plan": -1}}, "replan: pairs_per_plan must be >= 0"),
+        ({"replan": {"plan_lead_s": -0.1}}, r"replan: plan_lead_s must be a number of seconds >= 0, got -0\.1"),
+        ({"replan_mode": "lookahead"}, r"eval\.yaml: replan_mode: moved to replan\.mode"),
+        ({"pairs_per_plan": 2}, r"eval\.yaml: pairs_per_plan: moved to replan\.pairs_per_plan"),
+        ({"lead_ticks": 4}, r"eval\.yaml: lead_ticks: replaced by replan\.plan_lead_s, in seconds"),
         ({"seeds": [1, 2, 3]}, "seeds has 3 values but trials_per_task is 2"),
         ({"max_steps_per_task": {"Lift": 0}}, "max_steps_per_task values must be positive"),
         ({"env": {"env": "robosuite:Open"}}, r"unknown robosuite target\(s\) \['Open'\]"),
@@ -137,9 +141,9 @@ def test_missing_policy_files_are_named_before_any_worker_starts(tmp_path, polic
 def test_resume_refuses_an_output_dir_of_another_evaluation(tmp_path, policy_yaml, capsys):
     config, policy = load_eval_config(_eval_yaml(tmp_path, policy_yaml))
     check_resume(Path(config.output_dir), config, policy, overwrite=False)
-    changed = _eval_yaml(tmp_path, policy_yaml, max_steps=9, replan_mode="lookahead")
+    changed = _eval_yaml(tmp_path, policy_yaml, max_steps=9, replan={"mode": "lookahead"})
     assert main(["--config", str(changed), "--no-progress"]) == 2
-    assert "changed: ['eval.max_steps', 'eval.replan_mode']" in capsys.readouterr().err
+    assert "changed: ['eval.max_steps', 'eval.replan']" in capsys.readouterr().err
     # more trials or workers are fine: they do not change what an episode does
     more, policy = load_eval_config(_eval_yaml(tmp_path, policy_yaml, trials_per_task=4, workers=2))
     check_resume(Path(more.output_dir), more, policy, overwrite=False)
@@ -195,7 +199,7 @@ def test_a_checkpoint_failing_to_load_in_a_worker_is_one_line_naming_the_file(tm
     config = _eval_yaml(tmp_path, corrupt / "policy.yaml", trials_per_task=1)
     assert main(["--config", str(config), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert f"wp-eval: error: {corrupt / 'ae' / 'model.safetensors'}: unreadable safetensors file" in err
+    assert f"wp-eval: error: ae_checkpoint: {corrupt / 'ae' / 'model.safetensors'}: unreadable safetensors file" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not list((tmp_path / "out" / "episodes").glob("*.json"))
 

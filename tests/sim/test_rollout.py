@@ -131,8 +131,6 @@ def test_run_episode_rejects_bad_arguments_before_touching_the_sim(policy_yaml):
 
     policy = WaypointPolicy.from_config(load_policy_config(policy_yaml))
     env = RobosuiteEnv(("Lift",))  # builds no scene until the first reset
-    with pytest.raises(ValueError, match="replan_mode must be one of"):
-        run_episode(env, policy, EpisodeSpec("Lift", 0, seed=1), replan_mode="sometimes")
     with pytest.raises(ValueError, match="has no fixed init states; use seed instead"):
         run_episode(env, policy, EpisodeSpec("Lift", 0, init_state=0))
     with pytest.raises(KeyError, match="unknown task 'Open'"):

@@ -23,8 +23,9 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -32,6 +33,7 @@ from wp_policy.cli_help import HelpFormatter
 from wp_policy.config_io import ConfigError, load_config, parse_overrides
 from wp_policy.paths import config_dir
 from wp_policy.policy_config import load_policy_config
+from wp_policy.runtime.replan import MOVED_KEYS, ReplanConfig
 from wp_policy.sim.recording import VIDEO_SIZE, check_video_size
 
 DEFAULT_CONFIG = "demo/lift.yaml"  # in the configs dir
@@ -47,18 +49,18 @@ class DemoConfig:
     seed: int = 7  # trial i resets with seed + i
     image_size: int = 128  # render size (match the policy's training demos)
     max_steps: int = 0  # 0: the task's budget
-    replan_mode: str = "after_last"
-    pairs_per_plan: int = 0  # run the first N pairs of each plan, then replan (0: all)
+    replan: ReplanConfig = field(default_factory=ReplanConfig)  # the filler's (launch arguments of the graph)
     cpu_threads: int = 1  # torch threads of the planner and the filler
     record_video: bool = True
     video_size: int = VIDEO_SIZE  # pixels per view in the videos (agentview + wrist side by side, plan overlay)
     output_dir: str = "outputs/demo"
+    REMOVED_KEYS: ClassVar[dict[str, str]] = MOVED_KEYS
 
     def __post_init__(self):
         for name in ("episodes", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("seed", "max_steps", "pairs_per_plan", "cpu_threads"):
+        for name in ("seed", "max_steps", "cpu_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         check_video_size(self.video_size)
@@ -92,8 +94,7 @@ def graph_params(config: DemoConfig) -> dict:
 
 def launch_command(config: DemoConfig, policy: Path, params: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "wp_policy.supervisor", "libero_sim", f"policy:={policy}",
-            f"replan_mode:={config.replan_mode}",
-            f"pairs_per_plan:={config.pairs_per_plan}", f"env:={config.env}",
+            *(f"{name}:={value}" for name, value in config.replan.params().items()), f"env:={config.env}",
             "task_id:=0", f"trials:={config.episodes}", f"seed:={config.seed}", f"max_steps:={config.max_steps}",
             f"output_dir:={out}", f"params_file:={params}"]
 

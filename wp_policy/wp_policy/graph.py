@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from wp_policy.paths import config_dir
 from wp_policy.policy_config import ROBOT_YAML_SUFFIXES, PolicyConfig, load_policy_config
+from wp_policy.runtime.replan import REPLAN_MODES, ReplanConfig
 
 ArgType = Literal["str", "float", "int", "bool"]
 PARAMS_FILE_ARG = "params_file"
@@ -161,6 +162,20 @@ def resolve_params_file(value: str) -> Path:
     return path.resolve()
 
 
+def check_params_file(graph: GraphSpec, path: Path) -> None:
+    """Refuse a params YAML that sets a node parameter a launch argument sets: the argument would silently win
+    (e.g. ``plan_lead_s`` in an older params file, now the ``plan_lead_s`` launch argument)."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    shadowed = [f"{n.name}.{p} (argument {a})" for n in graph.nodes
+                for p, a in {**graph.common_params, **n.arg_params}.items()
+                if p in ((data.get(n.name) or {}).get("ros__parameters") or {})]
+    if shadowed:
+        raise ValueError(f"params file {path} sets {', '.join(shadowed)}: launch arguments set these; remove them "
+                         f"from the file and pass name:=value instead")
+
+
 def parse_launch_args(items: list[str]) -> dict[str, str]:
     """``["name:=value", ...]`` (ros2 launch syntax) -> dict; a ValueError names a malformed item."""
     out = {}
@@ -200,7 +215,13 @@ def argument_values(graph: GraphSpec, values: Mapping[str, str]) -> tuple[dict[s
                              f"{a.name}:=<value>{policy_hint}")
     if raw.get(ROBOT_ARG):
         raw[ROBOT_ARG] = robot_config_value(raw[ROBOT_ARG])
-    return {a.name: a.convert(raw[a.name]) for a in graph.arguments}, policy
+    typed = {a.name: a.convert(raw[a.name]) for a in graph.arguments}
+    if set(REPLAN_PARAMS) <= set(typed):  # checked before any node starts
+        try:
+            ReplanConfig.from_params(typed)
+        except ValueError as exc:
+            raise ValueError(f"graph {graph.name}: arguments: {exc}") from None
+    return typed, policy
 
 
 def robot_config_value(value: str) -> str:
@@ -219,6 +240,7 @@ def resolve_graph(graph: GraphSpec, values: Mapping[str, str], only: list[str] |
     (a node that ``covers`` another comes along with it)."""
     typed, policy = argument_values(graph, values)
     params_file = resolve_params_file(typed[PARAMS_FILE_ARG])
+    check_params_file(graph, params_file)
     nodes = graph.nodes
     if only is not None:
         missing = sorted(set(only) - {n.name for n in nodes})
@@ -266,13 +288,22 @@ POLICY_OVERRIDES = {a.policy_field: a.name for a in _policy_args("") if a.policy
 
 
 def _run_args() -> tuple[GraphArgument, ...]:
+    """The instruction and the filler's ReplanConfig (defaults: ReplanConfig's, as in wp-eval)."""
+    replan = {name: str(value) for name, value in ReplanConfig().params().items()}
     return (
         GraphArgument("instruction", "", "task instruction to start with (empty: wait for /wp/instruction)"),
-        GraphArgument("replan_mode", "after_last", "when the filler asks for the next plan",
-                      choices=("after_last", "lookahead")),
-        GraphArgument("pairs_per_plan", "0", "pairs of each plan the filler runs before asking for the next plan "
-                      "(0: all)", type="int"),
+        GraphArgument("replan_mode", replan["replan_mode"], "when the filler asks for the next plan",
+                      choices=REPLAN_MODES),
+        GraphArgument("pairs_per_plan", replan["pairs_per_plan"], "pairs of each plan the filler runs before asking "
+                      "for the next plan (0: all)", type="int"),
+        GraphArgument("plan_lead_s", replan["plan_lead_s"], "lookahead: ask for the next plan once at most this many "
+                      "seconds of motion are queued (cover the VLM + AE latency)", type="float"),
+        GraphArgument("fill_lead_s", replan["fill_lead_s"], "lookahead: also fill the pairs that start within this "
+                      "many seconds (cover the AE latency)", type="float"),
     )
+
+
+REPLAN_PARAMS = {name: name for name in ReplanConfig().params()}  # node parameter -> the argument of that name
 
 
 AGGREGATOR = GraphNode("aggregator", "wp_aggregator", "wp_policy.ros.aggregator_node")
@@ -285,15 +316,13 @@ PLANNER = GraphNode(
 FILLER = GraphNode(
     "filler", "wp_filler", "wp_policy.ros.filler_node",
     arg_params={"checkpoint": "ae_checkpoint", "stats": "stats", "tokenizer": "tokenizer",
-                "instruction": "instruction", "replan_mode": "replan_mode", "pairs_per_plan": "pairs_per_plan",
-                "device": "device", "clock_mode": "clock_mode"},
+                "instruction": "instruction", **REPLAN_PARAMS, "device": "device", "clock_mode": "clock_mode"},
     policy_params={"num_flow_steps": "num_flow_steps", "seed": "seed"},
 )
 LIBERO_BRIDGE = GraphNode(
     "libero_bridge", "wp_libero_bridge", "wp_policy.ros.libero_bridge_node",
     arg_params={"env": "env", "task_id": "task_id", "trials": "trials", "seed": "seed", "max_steps": "max_steps",
-                "clock_mode": "clock_mode", "output_dir": "output_dir", "replan_mode": "replan_mode",
-                "pairs_per_plan": "pairs_per_plan"},
+                "clock_mode": "clock_mode", "output_dir": "output_dir", **REPLAN_PARAMS},
     ends_graph=True,  # it runs a finite list of episodes, writes the results and exits
 )
 FINAL_HOLD = GraphNode(

@@ -10,9 +10,10 @@ Float64MultiArray has no header): robots ignore it, the simulation bridge ends a
 where the direct loop ends it.
 
 The state machine is :class:`wp_policy.runtime.runner.WaypointRunner` (shared with the direct sim loop); AE fills
-run on a worker thread. ``replan_mode``: ``after_last`` asks for a plan when the last pair has run; ``lookahead``
-fills the next pair (and any pair starting within ``fill_lead_s``) while one runs and asks for the next plan once
-``plan_lead_s`` of motion is left.
+run on a worker thread. ``replan_mode``, ``pairs_per_plan``, ``plan_lead_s`` and ``fill_lead_s`` are a
+:class:`wp_policy.runtime.replan.ReplanConfig`, the settings ``wp-eval`` takes under ``replan:``: ``after_last``
+asks for a plan when the last pair has run; ``lookahead`` fills the next pair (and any pair starting within
+``fill_lead_s``) while one runs and asks for the next plan once ``plan_lead_s`` of motion is left.
 
 ``clock_mode``:
 - ``wall``: a timer at the robot's ``control_hz`` emits one command per tick. No action ready (plan or fill still
@@ -79,26 +80,20 @@ from wp_policy.safety import SafetyDecision, SafetyFilter
 
 PARAMS = {
     **policy_params.COMMON,
-    "replan_mode": ("after_last", "after_last: plan when the last pair has run (the original loop); lookahead: fill ahead "
-                                  "and ask for the next plan plan_lead_s early"),
-    "pairs_per_plan": (0, "run the first N pairs of each plan, then ask for a new one (0: all pairs)"),
+    **policy_params.REPLAN,
     "clock_mode": ("wall", "wall: a command per control tick from a timer; lockstep: one command per observation "
                            "set (simulation / lock-step bag replay)"),
     "command_qos": ("", "QoS profile of the command topics; empty = the robot config's ('reliable' for lock-step "
                         "replay, where a dropped command would stall the replay)"),
     "obs_timeout": (0.5, "s without an observation set -> hold (SafetyFilter watchdog)"),
     "feedback_timeout": (0.2, "s without joint feedback -> hold (SafetyFilter watchdog)"),
-    "plan_lead_s": (0.5, "lookahead: ask for the next plan once at most this much queued motion is left; "
-                         "cover the VLM + AE latency"),
-    "fill_lead_s": (0.15, "lookahead: also fill pairs that start within this time (cover the AE latency, so short "
-                          "pairs do not starve the stream)"),
     "replan_retry_s": (2.0, "s (wall clock) before an unanswered /wp/replan is sent again"),
     "num_flow_steps": (policy_params.policy_default("num_flow_steps"), "Euler steps of the AE sampler"),
     "seed": (policy_params.policy_default("seed"), "AE noise seed (combined with each observation stamp)"),
     "final_hold_ticks": (3, "wall clock: control periods of hold commands sent on shutdown, before falling silent"),
 }
-READ_ONLY = (*policy_params.READ_ONLY, "replan_mode", "pairs_per_plan", "clock_mode", "command_qos", "plan_lead_s",
-             "fill_lead_s", "num_flow_steps", "seed", "obs_timeout", "feedback_timeout", "final_hold_ticks")
+READ_ONLY = (*policy_params.READ_ONLY, *policy_params.REPLAN, "clock_mode", "command_qos", "num_flow_steps", "seed",
+             "obs_timeout", "feedback_timeout", "final_hold_ticks")
 STALE = ("stale_obs", "stale_feedback", "other_writer")  # hold, drop the plan, ERROR on /diagnostics
 WAITING = ("fill_pending", "waiting_plan")  # no action yet; lockstep waits, wall holds (starvation once engaged)
 _JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
@@ -118,6 +113,7 @@ class FillerNode(Node):
         # first: rclpy's shutdown destroys every node it tracks, also one whose start-up failed below
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ae")
         p = policy_params.declare(self, PARAMS, READ_ONLY)
+        self.replan = policy_params.replan_config(p)  # before the model loads: a bad value fails fast
         policy_params.apply_cpu_threads(p["cpu_threads"])
         self.policy = policy_params.load_policy(p, "ae_checkpoint", num_flow_steps=p["num_flow_steps"],
                                                 seed=p["seed"])
@@ -141,7 +137,7 @@ class FillerNode(Node):
         self._create_interfaces()
         self._publish_latch()
         self.get_logger().info(
-            f"{robot.robot_type}: {p['replan_mode']} filling with {p['checkpoint']} on {self.policy.device} "
+            f"{robot.robot_type}: {self.replan.mode} filling with {p['checkpoint']} on {self.policy.device} "
             f"({p['num_flow_steps']} flow steps, seed {p['seed']}), "
             f"{'one command per observation set (lock-step)' if self.lockstep else f'{robot.control_hz:g} Hz timer'}"
             f" -> {', '.join(self.mapper.topics)}")
@@ -149,10 +145,7 @@ class FillerNode(Node):
         #              control loop, and no multi-second collection at exit)
 
     def _new_runner(self) -> WaypointRunner:
-        hz = self.robot.control_hz
-        return WaypointRunner(self._fill, self.p["replan_mode"], lead_ticks=math.ceil(self.p["plan_lead_s"] * hz),
-                              fill_lead_ticks=math.ceil(self.p["fill_lead_s"] * hz),
-                              pairs_per_plan=self.p["pairs_per_plan"])
+        return WaypointRunner(self._fill, self.replan.strategy(self.robot.control_hz))
 
     def _init_state(self) -> None:
         self._newest_stamp = -1  # newest observation stamp of this timeline

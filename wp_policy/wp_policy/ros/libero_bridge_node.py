@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,7 @@ from wp_policy.ros.plan_msgs import recorded_plan, stop_message
 from wp_policy.ros.qos import qos_profile
 from wp_policy.ros.topics import (CLOCK_TOPIC, HOLD_FRAME_PREFIX, INSTRUCTION_TOPIC, TOPIC_QOS, WAYPOINTS_TOPIC,
                                   camera_topic)
+from wp_policy.runtime.replan import ReplanConfig
 from wp_policy.safety import SafetyFilter
 from wp_policy.sim.base import SimUnavailableError
 from wp_policy.sim.eval_cli import EvalConfig, episode_specs, format_table, summarize
@@ -87,8 +88,8 @@ PARAMS = {  # name: (default, description)
     "max_steps": (0, "policy steps per episode; 0 = the task's budget"),
     "num_wait_steps": (NUM_WAIT_STEPS, "steps of the wait action before the policy acts (objects settle)"),
     "clock_mode": ("lockstep", "lockstep: publish /clock and wait for every command; wall: real-time loop"),
-    "replan_mode": ("after_last", "the filler's replan mode, recorded in the results"),
-    "pairs_per_plan": (0, "the filler's pairs_per_plan, recorded in the results"),
+    **{name: (default, f"the filler's {name}, recorded in the results")
+       for name, (default, _) in policy_params.REPLAN.items()},
     "output_dir": ("", "folder for results.json and the videos; empty: write nothing"),
     "record_video": (True, "one MP4 per episode (agentview + wrist, plan overlay; LIBERO naming) in output_dir"),
     "video_size": (VIDEO_SIZE, "pixels per view in the episode videos (even, 64..2048)"),
@@ -120,8 +121,7 @@ class BridgeConfig:
     max_steps: int = 0
     num_wait_steps: int = NUM_WAIT_STEPS
     clock_mode: str = "lockstep"
-    replan_mode: str = "after_last"
-    pairs_per_plan: int = 0
+    replan: ReplanConfig = field(default_factory=ReplanConfig)  # the filler's, recorded in the results
     output_dir: str = ""
     record_video: bool = True
     video_size: int = VIDEO_SIZE
@@ -142,7 +142,6 @@ class BridgeConfig:
             "max_steps": (self.max_steps >= 0, "must be >= 0 (0: the task's budget)"),
             "num_wait_steps": (self.num_wait_steps >= 0, "must be >= 0"),
             "clock_mode": (self.clock_mode in ("lockstep", "wall"), "must be lockstep or wall"),
-            "pairs_per_plan": (self.pairs_per_plan >= 0, "must be >= 0 (0: every pair)"),
             "instruction_lead_s": (self.instruction_lead_s >= 0, "must be >= 0"),
             "command_timeout_s": (self.command_timeout_s > 0, "must be > 0"),
             "startup_timeout_s": (self.startup_timeout_s > 0, "must be > 0"),
@@ -171,8 +170,7 @@ def plan_episodes(cfg: BridgeConfig) -> tuple[EvalConfig, list[EpisodeSpec]]:
         env=SimEnvConfig(env=cfg.env, image_size=cfg.render_size),
         policy_config="(the graph's planner and filler)",  # unused here: the models live in the other nodes
         tasks=tuple(names) if cfg.task_id < 0 else (names[cfg.task_id],), trials_per_task=cfg.trials, seed=cfg.seed,
-        num_wait_steps=cfg.num_wait_steps, max_steps=cfg.max_steps, replan_mode=cfg.replan_mode,
-        pairs_per_plan=cfg.pairs_per_plan,
+        num_wait_steps=cfg.num_wait_steps, max_steps=cfg.max_steps, replan=cfg.replan,
         record_video=cfg.record_video, video_size=cfg.video_size, output_dir=cfg.output_dir or ".")
     return config, episode_specs(config)
 
@@ -194,7 +192,8 @@ class LiberoBridgeNode(Node):
         super().__init__("libero_bridge", **kwargs)
         p = policy_params.declare(self, PARAMS, tuple(PARAMS))
         try:
-            self.cfg = BridgeConfig(**{k: p[k] for k in BridgeConfig.__dataclass_fields__})
+            self.cfg = BridgeConfig(**{k: p[k] for k in BridgeConfig.__dataclass_fields__ if k != "replan"},
+                                    replan=ReplanConfig.from_params(p))
         except ValueError as exc:
             raise ConfigError(f"libero_bridge parameters: {exc}") from None
         self.sim_time = self.get_parameter("use_sim_time").value
@@ -468,7 +467,7 @@ class LiberoBridgeNode(Node):
             task=spec.task, trial=spec.trial, seed=spec.seed, success=success, steps=len(actions),
             termination=termination,
             actions=np.stack(actions) if actions else np.zeros((0, self.robot.action.dim)),
-            video=video, replan_mode=self.cfg.replan_mode, pairs_per_plan=self.cfg.pairs_per_plan,
+            video=video, **self.cfg.replan.params(),
             init_state=spec.init_state, num_plans=len(recorder.plans),
             episode_s=time.perf_counter() - started, proprio=recorder.proprio, plans=recorder.plans)
 

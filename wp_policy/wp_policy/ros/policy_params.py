@@ -23,6 +23,7 @@ from wp_policy.ros.diagnostics import Diagnostics
 from wp_policy.ros.node_main import reject_unknown_parameters
 from wp_policy.ros.qos import QOS_NAMES
 from wp_policy.runtime.policy import PolicyConfig, PolicySettingError, WaypointPolicy
+from wp_policy.runtime.replan import ReplanConfig
 
 
 def policy_default(field: str) -> Any:
@@ -44,6 +45,17 @@ COMMON = {  # name: (default, description)
     "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
 }
 READ_ONLY = ("robot_config", "checkpoint", "stats", "tokenizer", "device", "cpu_threads", "diagnostics_period")
+_REPLAN_DEFAULT = ReplanConfig()
+REPLAN = {  # the ReplanConfig the filler runs (and the LIBERO bridge records); read-only, checked by replan_config
+    "replan_mode": (_REPLAN_DEFAULT.mode, "after_last: plan when the last pair has run (the original loop); "
+                                          "lookahead: fill ahead and ask for the next plan plan_lead_s early"),
+    "pairs_per_plan": (_REPLAN_DEFAULT.pairs_per_plan, "run the first N pairs of each plan, then ask for a new one "
+                                                       "(0: all pairs)"),
+    "plan_lead_s": (_REPLAN_DEFAULT.plan_lead_s, "lookahead: ask for the next plan once at most this much queued "
+                                                 "motion is left; cover the VLM + AE latency"),
+    "fill_lead_s": (_REPLAN_DEFAULT.fill_lead_s, "lookahead: also fill pairs that start within this time (cover "
+                                                 "the AE latency, so short pairs do not starve the stream)"),
+}
 
 
 def _is_device(value: str) -> bool:
@@ -61,14 +73,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "diagnostics_period": (lambda v: v > 0, "must be > 0"),
     "obs_timeout": (lambda v: v > 0, "must be > 0"),
     "feedback_timeout": (lambda v: v > 0, "must be > 0"),
-    "plan_lead_s": (lambda v: v >= 0, "must be >= 0"),
-    "fill_lead_s": (lambda v: v >= 0, "must be >= 0"),
     "replan_retry_s": (lambda v: v > 0, "must be > 0"),
     "num_waypoints": (lambda v: v >= 1, "must be >= 1"),
     "num_flow_steps": (lambda v: v >= 1, "must be >= 1"),
     "max_token_len": (lambda v: v >= 1, "must be >= 1"),
-    "replan_mode": (lambda v: v in ("after_last", "lookahead"), "must be after_last or lookahead"),
-    "pairs_per_plan": (lambda v: v >= 0, "must be >= 0 (0: every pair of a plan)"),
     "clock_mode": (lambda v: v in ("wall", "lockstep"), "must be wall or lockstep"),
     "command_qos": (lambda v: v in ("", *QOS_NAMES), f"must be empty or one of {list(QOS_NAMES)}"),
 }
@@ -90,6 +98,14 @@ def _validate(params) -> SetParametersResult:
         if rule is not None and not rule[0](p.value):
             return SetParametersResult(successful=False, reason=f"{p.name} {rule[1]}, got {p.value!r}")
     return SetParametersResult(successful=True)
+
+
+def replan_config(values: Mapping[str, Any]) -> ReplanConfig:
+    """The node's :data:`REPLAN` parameters as a ReplanConfig; a bad value is a ConfigError naming it."""
+    try:
+        return ReplanConfig.from_params(values)
+    except ValueError as exc:
+        raise ConfigError(f"node parameters: {exc}") from None
 
 
 def policy_config(values: Mapping[str, Any], model: str, **extra) -> PolicyConfig:

@@ -1,7 +1,18 @@
-"""The ROS-free two-stage runtime: WaypointPolicy (model I/O with the one transform order) and WaypointRunner
-(plans -> one action per tick). The direct sim loop and the planner/filler nodes both execute this code."""
+"""The ROS-free two-stage runtime: WaypointPolicy (model I/O with the one transform order), WaypointRunner
+(plans -> one action per tick) and ReplanConfig (when to plan and fill). The direct sim loop and the planner/filler
+nodes both execute this code.
 
-from wp_policy.runtime.plan import Plan, Waypoint
-from wp_policy.runtime.runner import WaypointRunner
+The names below load on first use, so the launchers can read :mod:`wp_policy.runtime.replan` (the graph's replan
+arguments) without importing numpy or torch.
+"""
 
-__all__ = ["Plan", "Waypoint", "WaypointRunner"]
+from importlib import import_module
+
+_EXPORTS = {"Plan": "plan", "Waypoint": "plan", "ReplanConfig": "replan", "WaypointRunner": "runner"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -12,39 +12,33 @@ and calling it again for the same tick is harmless, so a lock-step caller can wa
 
 Which observation fills which pair is fixed by the tick schedule, never by when a result arrives: after_last fills
 a pair with the observation of the tick it starts on; lookahead fills a pair with the observation of the first tick
-that has it next in the queue (or due within ``fill_lead_ticks``) behind a running pair. A caller that loads every requested plan before its next tick
-(the direct loop, lock-step simulation) therefore gets the same actions on every run.
+that has it next in the queue (or due within the fill lead) behind a running pair. A caller that loads every
+requested plan before its next tick (the direct loop, lock-step simulation) therefore gets the same actions on every
+run.
 
-Replan modes:
-- ``after_last`` (the original loop): ask for a plan once the last pair of the current plan has run
-  (:attr:`needs_plan`); a new plan replaces whatever is left.
-- ``lookahead``: fill the next pair while the current one runs (and any later pair due to start within
-  ``fill_lead_ticks``, so short pairs do not outrun the AE), and ask for the next plan early
-  (:attr:`wants_early_plan`): when the last pair starts, or sooner once at most ``lead_ticks`` actions are queued,
-  so the plan and its first chunk can be computed before the queue runs dry. The plan that answers
-  (:meth:`request_plan`, then :meth:`load_plan`) is appended after the queued pairs on the plan's own clock: its
-  waypoints are due ``d_1 + .. + d_i`` ticks after the observation it was planned from, so waypoints due before the
-  queue ends are dropped and the first kept one is reached from the queue's last waypoint in the ticks that remain.
+The replan mode is a :class:`wp_policy.runtime.replan.ReplanStrategy` (see that module for after_last and
+lookahead). A plan that answers an early request (:meth:`request_plan`, then :meth:`load_plan`) is appended after
+the queued pairs on the plan's own clock: its waypoints are due ``d_1 + .. + d_i`` ticks after the observation it
+was planned from, so waypoints due before the queue ends are dropped and the first kept one is reached from the
+queue's last waypoint in the ticks that remain.
 
-``pairs_per_plan`` (both modes; 0 = all, the original) runs only the first N pairs of each plan and replans from the
-observation after them, like openpi's ``replan_steps`` for action chunks: the planner re-localises the object as
-the arm closes in instead of committing to waypoints read off one distant view. A stop (d = 0) among the first N
-waypoints stops as usual; one further out is dropped with the rest, and the next plan decides again.
+``pairs_per_plan`` runs only the first N pairs of each plan and replans from the observation after them, like
+openpi's ``replan_steps`` for action chunks: the planner re-localises the object as the arm closes in instead of
+committing to waypoints read off one distant view. A stop (d = 0) among the first N waypoints stops as usual; one
+further out is dropped with the rest, and the next plan decides again.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Literal, Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from wp_policy.obs_sync import ObsSet
 from wp_policy.runtime.plan import Plan, Waypoint
-
-ReplanMode = Literal["after_last", "lookahead"]
-REPLAN_MODES = ("after_last", "lookahead")
+from wp_policy.runtime.replan import AfterLast, ReplanStrategy
 
 
 class PendingFill(Protocol):
@@ -75,23 +69,17 @@ class Chunk:
 
 
 class WaypointRunner:
-    def __init__(self, fill: FillFn, replan_mode: ReplanMode = "after_last", lead_ticks: int = 0,
-                 fill_lead_ticks: int = 0, pairs_per_plan: int = 0):
-        if replan_mode not in REPLAN_MODES:
-            raise ValueError(f"replan_mode must be 'after_last' or 'lookahead', got {replan_mode!r}")
-        if lead_ticks < 0 or fill_lead_ticks < 0:
-            raise ValueError(f"lead_ticks ({lead_ticks}) and fill_lead_ticks ({fill_lead_ticks}) must be >= 0")
-        if pairs_per_plan < 0:
-            raise ValueError(f"pairs_per_plan must be >= 0 (0: run every pair of a plan), got {pairs_per_plan}")
-        self._fill, self.mode = fill, replan_mode
-        self.lead_ticks, self.fill_lead_ticks = int(lead_ticks), int(fill_lead_ticks)
-        self.pairs_per_plan = int(pairs_per_plan)
+    def __init__(self, fill: FillFn, strategy: ReplanStrategy = AfterLast()):
+        """``strategy``: :meth:`wp_policy.runtime.replan.ReplanConfig.strategy` at the robot's control rate."""
+        self._fill, self.strategy = fill, strategy
         self._queue: deque[_Pair] = deque()  # pairs not started yet (filled, pending or unfilled)
         self._actions: deque[np.ndarray] = deque()  # what is left of the running pair
         self._running_end: np.ndarray | None = None
         self._request_remaining: int | None = None  # queued ticks when the early plan was requested
         self.stopped = False
         self.plan_requested = False  # lookahead: a plan was asked for early and has not arrived yet
+        self._plan_stamp: int | None = None  # observation the last loaded plan was made from
+        self._obs_stamp: int | None = None  # observation of the last step
         self.chunks_filled = 0
         self.chunks_started = 0
         self.last_chunk: Chunk | None = None
@@ -109,7 +97,8 @@ class WaypointRunner:
         if plan.is_stop:
             self.stop()
             return True
-        answers = self.mode == "lookahead" and self.plan_requested and (bool(self._actions) or bool(self._queue))
+        self._plan_stamp = plan.stamp_ns
+        answers = self.strategy.appends_answer and self.plan_requested and (bool(self._actions) or bool(self._queue))
         queued = self._request_remaining or 0
         self.plan_requested = False
         self._request_remaining = None
@@ -149,8 +138,9 @@ class WaypointRunner:
         """Queue pairs from ``start`` through ``waypoints``, dropping those due within ``skip`` ticks and keeping
         at most ``pairs_per_plan`` of the rest."""
         elapsed, prev, kept = 0, start, 0
+        limit = self.strategy.pairs_per_plan
         for wp in waypoints:
-            if self.pairs_per_plan and kept == self.pairs_per_plan:
+            if limit and kept == limit:
                 return
             if wp.duration == 0:
                 self._queue.append(_Pair(prev, wp))
@@ -174,13 +164,14 @@ class WaypointRunner:
 
     @property
     def wants_early_plan(self) -> bool:
-        """lookahead: a pair is running, no stop is queued, no plan was requested yet, and the last pair has
-        started or at most ``lead_ticks`` actions are left."""
-        if self.mode != "lookahead" or self.stopped or self.plan_requested or not self._actions:
+        """A pair is running, no stop is queued, no plan was requested yet, this tick's observation is not the one
+        the last plan came from (the planner would answer with that plan again; the filler drops such a duplicate),
+        and the strategy asks for the next plan now (lookahead: the last pair has started or its lead is left)."""
+        if self.stopped or self.plan_requested or not self._actions or self._obs_stamp == self._plan_stamp:
             return False
         if any(p.end.duration == 0 for p in self._queue):
             return False
-        return not self._queue or self.remaining_ticks <= self.lead_ticks
+        return self.strategy.wants_early_plan(not self._queue, self.remaining_ticks)
 
     @property
     def fill_pending(self) -> bool:
@@ -193,18 +184,18 @@ class WaypointRunner:
     # ---- per tick --------------------------------------------------------------------------------------------
     def step(self, obs: ObsSet) -> np.ndarray | None:
         """The action for this tick, or None: a plan is needed, a fill is pending, or the runner stopped."""
+        self._obs_stamp = obs.stamp_ns
         if self.stopped or (not self._actions and not self._start_next(obs)):
             return None
         action = self._actions.popleft()
-        if self.mode == "lookahead":
-            self._prefill(obs)
+        self._prefill(obs)
         return action
 
     def _prefill(self, obs: ObsSet) -> None:
-        """lookahead: fill the next pair, and every later one due to start within ``fill_lead_ticks``."""
+        """Fill the queued pairs the strategy wants filled at this tick (after_last: none)."""
         starts_in = len(self._actions)
         for i, pair in enumerate(self._queue):
-            if pair.end.duration == 0 or (i > 0 and starts_in > self.fill_lead_ticks):
+            if pair.end.duration == 0 or not self.strategy.fills_now(i, starts_in):
                 return
             if pair.fill is None:
                 self._issue(pair, obs)

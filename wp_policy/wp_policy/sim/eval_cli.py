@@ -29,6 +29,7 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from wp_policy.cli_help import HelpFormatter
 from wp_policy.config_io import ConfigError, load_config, parse_overrides, to_dict
 from wp_policy.process_utils import die_with_parent
 from wp_policy.runtime.policy import PolicyConfig, load_policy_config
-from wp_policy.runtime.runner import REPLAN_MODES
+from wp_policy.runtime.replan import MOVED_KEYS, ReplanConfig
 from wp_policy.sim.protocol import EVAL_SEED, NUM_TRIALS_PER_TASK, NUM_WAIT_STEPS
 from wp_policy.sim.base import SimUnavailableError
 from wp_policy.sim.recording import TERMINATIONS, VIDEO_SIZE, check_video_size
@@ -68,14 +69,13 @@ class EvalConfig:
     num_wait_steps: int = NUM_WAIT_STEPS
     max_steps: int = 0  # policy steps per episode; 0: the task's budget (LIBERO: the suite's)
     max_steps_per_task: dict[str, int] = field(default_factory=dict)  # per-task budget, wins over max_steps
-    replan_mode: str = "after_last"  # after_last | lookahead (see wp_policy.runtime.runner)
-    lead_ticks: int = 4  # lookahead: ask for the next plan when this many actions are left
-    pairs_per_plan: int = 0  # run the first N pairs of each plan, then replan (0: all; see WaypointRunner)
+    replan: ReplanConfig = field(default_factory=ReplanConfig)  # mode, pairs_per_plan, leads (as the graph's)
     workers: int = 1  # episode worker processes
     torch_threads: int = 0  # intra-op threads per worker; 0: cpu_count // workers
     record_video: bool = True
     video_size: int = VIDEO_SIZE  # pixels per view in the videos (agentview and wrist side by side)
     output_dir: str = "runs/eval"  # relative: to the current directory
+    REMOVED_KEYS: ClassVar[dict[str, str]] = MOVED_KEYS
 
     def __post_init__(self):
         if bool(self.policy_config) == (self.policy is not None):
@@ -83,11 +83,9 @@ class EvalConfig:
         for name in ("trials_per_task", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_wait_steps", "max_steps", "lead_ticks", "pairs_per_plan", "torch_threads"):
+        for name in ("num_wait_steps", "max_steps", "torch_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.replan_mode not in REPLAN_MODES:
-            raise ValueError(f"replan_mode must be one of {list(REPLAN_MODES)}, got {self.replan_mode!r}")
         if self.seeds and len(self.seeds) != self.trials_per_task:
             raise ValueError(f"seeds has {len(self.seeds)} values but trials_per_task is {self.trials_per_task}")
         bad = {t: n for t, n in self.max_steps_per_task.items() if n <= 0}
@@ -217,8 +215,7 @@ def _run_in_worker(spec: EpisodeSpec) -> dict:
         w["env"] = make_env(w["config"].env)
     cfg: EvalConfig = w["config"]
     video_dir = w["output_dir"] / "videos" if cfg.record_video else None
-    result = run_episode(w["env"], w["policy"], spec, replan_mode=cfg.replan_mode, record_video=video_dir,
-                         lead_ticks=cfg.lead_ticks, pairs_per_plan=cfg.pairs_per_plan, video_size=cfg.video_size)
+    result = run_episode(w["env"], w["policy"], spec, cfg.replan, record_video=video_dir, video_size=cfg.video_size)
     result.save(episode_path(w["output_dir"], spec))
     return summary_record(result)
 
@@ -368,7 +365,7 @@ def write_results(config: EvalConfig, policy: PolicyConfig, specs: list[EpisodeS
     tmp = output_dir / (RESULTS_FILE + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1))
     tmp.replace(output_dir / RESULTS_FILE)
-    write_chart(summary, output_dir / CHART_FILE, f"{config.env.env} ({config.replan_mode})")
+    write_chart(summary, output_dir / CHART_FILE, f"{config.env.env} ({config.replan.mode})")
     return summary
 
 

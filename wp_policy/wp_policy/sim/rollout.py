@@ -18,8 +18,9 @@ Interface (stable; other modules code against it):
   the observed ``proprio`` [steps + 1, P] and every plan with the step it was made at, plan/fill latencies in
   seconds, video path); ``to_json()`` / ``from_json()`` round-trip it exactly.
 - ``reset_episode(env, spec) -> SimObservation``: the spec's start (init-state row, else seeded reset).
-- ``run_episode(env, policy, spec, replan_mode="after_last", record_video=None, lead_ticks=4, fill_lead_ticks=0,
-  pairs_per_plan=0, video_size=VIDEO_SIZE)``; the video is :mod:`wp_policy.sim.recording`'s.
+- ``run_episode(env, policy, spec, replan=ReplanConfig(), record_video=None, video_size=VIDEO_SIZE)``
+  (:class:`wp_policy.runtime.replan.ReplanConfig`, the same settings the filler node takes); the video is
+  :mod:`wp_policy.sim.recording`'s.
 - ``write_video(frames, path, fps=VIDEO_FPS)``: an H.264 MP4 through imageio-ffmpeg.
 
 The loop: reset (seeded or from an init state), ``num_wait_steps`` x ``WAIT_ACTION`` so objects settle, then per
@@ -46,7 +47,8 @@ import numpy as np
 from wp_policy.image_proc import resize_with_pad
 from wp_policy.obs_sync import ObsSet
 from wp_policy.robot_config import RobotConfig
-from wp_policy.runtime.runner import REPLAN_MODES, WaypointRunner
+from wp_policy.runtime.replan import ReplanConfig
+from wp_policy.runtime.runner import WaypointRunner
 from wp_policy.sim.base import SimEnv, SimObservation
 from wp_policy.sim.protocol import WAIT_ACTION, video_filename
 from wp_policy.sim.recording import VIDEO_SIZE, EpisodeRecorder, PlanRecord, write_video
@@ -118,6 +120,8 @@ class EpisodeResult:
     video: str | None = None
     replan_mode: str = "after_last"
     pairs_per_plan: int = 0  # pairs of each plan that ran before the next plan (0: all)
+    plan_lead_s: float | None = None  # the ReplanConfig's leads (None: a record from before they were recorded)
+    fill_lead_s: float | None = None
     init_state: int | None = None
     num_plans: int = 0
     episode_s: float = 0.0  # wall time of the whole episode (reset, wait steps, policy steps, video)
@@ -168,13 +172,10 @@ class _Timings:
     fill: list[float] = field(default_factory=list)
 
 
-def run_episode(env: SimEnv, policy, spec: EpisodeSpec, replan_mode: str = "after_last",
-                record_video: str | Path | None = None, lead_ticks: int = 4, fill_lead_ticks: int = 0,
-                pairs_per_plan: int = 0, video_size: int = VIDEO_SIZE) -> EpisodeResult:
+def run_episode(env: SimEnv, policy, spec: EpisodeSpec, replan: ReplanConfig = ReplanConfig(),
+                record_video: str | Path | None = None, video_size: int = VIDEO_SIZE) -> EpisodeResult:
     """Run one episode (see the module docstring); ``record_video``: folder for the episode's MP4, or None;
     ``video_size``: pixels per view in the video."""
-    if replan_mode not in REPLAN_MODES:
-        raise ValueError(f"replan_mode must be one of {list(REPLAN_MODES)}, got {replan_mode!r}")
     started = time.perf_counter()
     robot: RobotConfig = policy.robot
     instruction = env.task(spec.task).instruction
@@ -192,8 +193,7 @@ def run_episode(env: SimEnv, policy, spec: EpisodeSpec, replan_mode: str = "afte
         timings.plan.append(time.perf_counter() - t0)
         return out
 
-    runner = WaypointRunner(fill, replan_mode, lead_ticks=lead_ticks, fill_lead_ticks=fill_lead_ticks,
-                            pairs_per_plan=pairs_per_plan)
+    runner = WaypointRunner(fill, replan.strategy(robot.control_hz))
     recorder = EpisodeRecorder(env, robot, instruction, spec.max_steps,
                                video_size if record_video is not None else None)
 
@@ -238,7 +238,7 @@ def run_episode(env: SimEnv, policy, spec: EpisodeSpec, replan_mode: str = "afte
         termination=termination,
         actions=np.stack(actions) if actions else np.zeros((0, action_dim), dtype=np.float64),
         plan_latency_s=tuple(timings.plan), fill_latency_s=tuple(timings.fill), video=video,
-        replan_mode=replan_mode, pairs_per_plan=pairs_per_plan, init_state=spec.init_state,
+        **replan.params(), init_state=spec.init_state,
         num_plans=len(timings.plan), episode_s=time.perf_counter() - started, proprio=recorder.proprio,
         plans=recorder.plans,
     )
