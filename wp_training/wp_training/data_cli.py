@@ -58,6 +58,14 @@ def _examples(command: str) -> str:
     return "examples:\n" + "\n\n".join(b for b in blocks if f"wp-data {command} " in b)
 
 
+def _module_command(sub, name: str, module, summary: str, description: str, epilog: str) -> None:
+    """A subcommand whose options and run function live in ``module`` (``add_arguments``, ``run``)."""
+    parser = sub.add_parser(name, help=summary, description=description.replace("``", ""), epilog=epilog,
+                            formatter_class=HelpFormatter)
+    module.add_arguments(parser)
+    parser.set_defaults(func=module.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wp-data", description=__doc__.split("\n")[0].replace("``", ""),
                                      epilog=__doc__.split("Examples::")[1],
@@ -114,26 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("overrides", nargs="*", metavar="key=value", help="training config overrides (dotted keys)")
     cf.set_defaults(func=_cache_features)
 
-    cs = sub.add_parser("collect-sim", help="scripted-expert demos (stand-ins, real LIBERO) -> LIBERO-layout RLDS",
-                        description=collect_sim.__doc__.split("\n")[0].replace("``", ""),
-                        epilog=collect_sim.__doc__.split("Examples::")[1],
-                        formatter_class=HelpFormatter)
-    collect_sim.add_arguments(cs)
-    cs.set_defaults(func=collect_sim.run)
-
-    fb = sub.add_parser("from-bags", help="recorded ROS 2 bags -> RLDS in the robot config's layout",
-                        description=bag_convert.__doc__.split("Example::")[0].replace("``", ""),
-                        epilog="Example:" + bag_convert.__doc__.split("Example::")[1],
-                        formatter_class=HelpFormatter)
-    bag_convert.add_arguments(fb)
-    fb.set_defaults(func=bag_convert.run)
-
-    lr = sub.add_parser("from-lerobot", help="a LeRobot data set folder (v2.1, v3.0) -> RLDS in the robot's layout",
-                        description=lerobot_convert.__doc__.split("Example::")[0].replace("``", ""),
-                        epilog="Example:" + lerobot_convert.__doc__.split("Example::")[1],
-                        formatter_class=HelpFormatter)
-    lerobot_convert.add_arguments(lr)
-    lr.set_defaults(func=lerobot_convert.run)
+    _module_command(sub, "collect-sim", collect_sim,
+                    "scripted-expert demos (stand-ins, real LIBERO) -> LIBERO-layout RLDS",
+                    description=collect_sim.__doc__.split("\n")[0], epilog=collect_sim.__doc__.split("Examples::")[1])
+    for name, module, summary in (
+        ("from-bags", bag_convert, "recorded ROS 2 bags -> RLDS in the robot config's layout"),
+        ("from-lerobot", lerobot_convert, "a LeRobot data set folder (v2.1, v3.0) -> RLDS in the robot's layout"),
+    ):
+        before, example = module.__doc__.split("Example::")
+        _module_command(sub, name, module, summary, description=before, epilog="Example:" + example)
 
     tk = sub.add_parser("tokenizer", help="train a small SentencePiece model on datasets' instructions",
                         description="Train a small BPE SentencePiece model on the distinct instructions of one or "
