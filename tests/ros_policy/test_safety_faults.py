@@ -50,7 +50,7 @@ def params_file(tmp_path_factory):
     data["filler"]["ros__parameters"].update(cpu_threads=1, diagnostics_period=0.25, obs_timeout=0.5,
                                              feedback_timeout=0.5, replan_retry_s=1.0)
     # a final hold starts as a fresh process after the filler dies: on a loaded 2-core runner its discovery of the
-    # joint feedback can take longer than the robot default of 2 s
+    # joint feedback can take longer than the robot default of 5 s
     data["final_hold"]["ros__parameters"]["feedback_wait_s"] = 10.0
     path = tmp_path_factory.mktemp("params") / "wall.yaml"
     path.write_text(yaml.safe_dump(data))

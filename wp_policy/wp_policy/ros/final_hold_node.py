@@ -47,7 +47,7 @@ class FinalHoldNode(Node):
         super().__init__("final_hold")
         self.declare_parameter("robot_config", "r1lite")
         self.declare_parameter("command_qos", "")
-        self.declare_parameter("feedback_wait_s", 2.0)
+        self.declare_parameter("feedback_wait_s", 5.0)
         self.declare_parameter("ticks", 5)
         reject_unknown_parameters(self)
         self.robot = robot = load_robot_config(self.get_parameter("robot_config").value)
