@@ -22,19 +22,46 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
 from wp_policy.robot_config import RobotConfig
 
+
+class HoldReason(str, Enum):
+    """Why a command is a hold. The value is the name users see: ``hold:<value>`` in a command's ``header.frame_id``,
+    ``count.hold.<value>`` on /diagnostics and, for the filter's own reasons, its counter of that name; a member is a
+    ``str`` equal to its value, so tools, tests and logs keep matching the plain strings."""
+
+    __str__ = str.__str__  # format as the value on every Python version (enum.StrEnum needs 3.11)
+    __format__ = str.__format__
+
+    HOLD_REQUESTED = "hold_requested"  # SafetyFilter.hold() without a reason
+    REJECTED_LENGTH = "rejected_length"  # a command of the wrong size
+    REJECTED_NON_FINITE = "rejected_non_finite"  # a command with NaN or inf
+    STALE_OBS = "stale_obs"  # no observation set within obs_timeout
+    STALE_FEEDBACK = "stale_feedback"  # no joint feedback within feedback_timeout
+    OTHER_WRITER = "other_writer"  # another node publishes on a command topic
+    WAITING_OBS = "waiting_obs"  # no observation set since the last stop, reset or start
+    WAITING_PLAN = "waiting_plan"  # the queue is empty and the requested plan has not arrived
+    FILL_PENDING = "fill_pending"  # the pair that must start is still being filled
+    FILL_ERROR = "fill_error"  # the fill failed; the plan is dropped and a new one requested
+    STOPPED = "stopped"  # the stop latch is engaged (operator or model stop)
+    OVERRUN = "overrun"  # lock-step: too many sets waiting for their command
+    TIME_JUMP = "time_jump"  # lock-step: sets of the old timeline when a new one starts
+    SHUTDOWN = "shutdown"  # the filler's final holds as it shuts down
+    FILLER_GONE = "filler_gone"  # the final_hold node's holds for a filler that died
+
+
 COUNTERS = (
     "passed",  # commands emitted unchanged by the watchdog (possibly clamped)
-    "rejected_length",
-    "rejected_non_finite",
+    HoldReason.REJECTED_LENGTH.value,
+    HoldReason.REJECTED_NON_FINITE.value,
     "clamped_limit",  # at least one dim clamped to [lower, upper]
     "clamped_step",  # at least one dim limited by max_step
-    "stale_obs",
-    "stale_feedback",
+    HoldReason.STALE_OBS.value,
+    HoldReason.STALE_FEEDBACK.value,
     "holds",  # every hold emitted, whatever the reason
     "no_reference",  # a command or hold was needed but no measured position exists yet: nothing emitted
     "feedback_rejected",  # measured positions that were not finite / wrong length
@@ -47,7 +74,7 @@ class SafetyDecision:
 
     action: np.ndarray
     hold: bool
-    reason: str  # "" for a passed command; else the counter name that caused the hold ("hold_requested", ...)
+    reason: str  # "" for a passed command; else the HoldReason (a str) that caused the hold
 
 
 class SafetyFilter:
@@ -129,9 +156,9 @@ class SafetyFilter:
         """The command to send for this tick: ``command`` made safe, or a hold. None: nothing may be sent."""
         cmd = np.asarray(command, dtype=np.float64).reshape(-1)
         if cmd.size != self.dim:
-            return self.hold("rejected_length")
+            return self.hold(HoldReason.REJECTED_LENGTH)
         if not np.all(np.isfinite(cmd)):
-            return self.hold("rejected_non_finite")
+            return self.hold(HoldReason.REJECTED_NON_FINITE)
         stale = self._watchdog(now)
         if stale:
             return self.hold(stale)
@@ -141,7 +168,7 @@ class SafetyFilter:
         self.counters["passed"] += 1
         return SafetyDecision(out, hold=False, reason="")
 
-    def hold(self, reason: str = "hold_requested") -> SafetyDecision | None:
+    def hold(self, reason: HoldReason = HoldReason.HOLD_REQUESTED) -> SafetyDecision | None:
         """Hold the current position (see module docstring); ``reason`` is counted when it names a counter."""
         if reason in self.counters:
             self.counters[reason] += 1
@@ -155,12 +182,17 @@ class SafetyFilter:
         self.counters["holds"] += 1
         return SafetyDecision(out, hold=True, reason=reason)
 
-    def _watchdog(self, now: float) -> str:
+    def _watchdog(self, now: float) -> HoldReason | None:
         if now - self._obs_time > self.obs_timeout:
-            return "stale_obs"
+            return HoldReason.STALE_OBS
         if now - self._feedback_time > self.feedback_timeout:
-            return "stale_feedback"
-        return ""
+            return HoldReason.STALE_FEEDBACK
+        return None
+
+    def reset_history(self) -> None:
+        """A new episode: the next command's max_step counts from the measured position again, not from the last
+        episode's final command. Counters, the measured position and the watchdog times are kept."""
+        self.last_command = None
 
     def _hold_target(self) -> np.ndarray | None:
         if self.hold_from_proprio is not None:

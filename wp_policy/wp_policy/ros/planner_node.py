@@ -8,10 +8,10 @@ Triggers (docs/ros_graph.md, Planner):
   (unless a replan request is answered first).
 Stops: the filler owns the stop latch (:mod:`wp_policy.runtime.stop_latch`) and publishes it on /wp/stop_state
 (latched); the planner follows it, and also stops at once on /wp/stop or on a stop message on /wp/waypoints (the
-operator's, or its own model-predicted d_1 = 0). While stopped it does not re-plan, and a plan still being computed
-is discarded, never published. It plans nothing before it has heard the filler's stop state, so a planner (re)started while the robot
-is stopped does not act on the latched instruction the filler had already acted on before the stop (same message
-identity); a resume (/wp/resume on the filler) or a genuinely new instruction message does restart planning.
+operator's, or its own model-predicted d_1 = 0). While stopped it does not re-plan, and a plan still being computed is
+discarded, never published. It plans nothing before it has heard the filler's stop state, so a planner (re)started while
+the robot is stopped does not act on the latched instruction the filler had already acted on before the stop (same
+message identity); a resume (/wp/resume on the filler) or a genuinely new instruction message does restart planning.
 
 Inference runs on a worker thread; its result comes back through a guard condition, so every ROS callback (stop,
 resume, requests, observations) runs on the executor thread, one at a time, and keeps being answered while the model
@@ -37,7 +37,7 @@ from rclpy.node import Node
 from std_msgs.msg import Header, String
 from trajectory_msgs.msg import JointTrajectory
 
-from wp_policy.obs_sync import BACKWARD_JUMP_S, ObsSet
+from wp_policy.obs_sync import ObsSet
 from wp_policy.ros import policy_params
 from wp_policy.ros.conversions import message_info_identity, stamp_to_ns
 from wp_policy.ros.diagnostics import ERROR, OK, WARN, Diagnostics
@@ -49,6 +49,7 @@ from wp_policy.ros.topics import (INSTRUCTION_TOPIC, REPLAN_TOPIC, STOP_QOS, STO
                                   TOPIC_QOS, WAYPOINTS_TOPIC)
 from wp_policy.runtime.plan import Plan
 from wp_policy.runtime.stop_latch import LatchState
+from wp_policy.runtime.timeline import Timeline
 
 PARAMS = {
     **policy_params.COMMON,
@@ -58,7 +59,6 @@ PARAMS = {
 }
 READ_ONLY = (*policy_params.READ_ONLY, "num_waypoints", "max_token_len")
 OBS_BUFFER = 64  # observation sets kept for named replan requests (~4 s at 15 Hz)
-_JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class PlannerNode(Node):
         self._instruction_id = ""
         self.latch: LatchState | None = None  # the filler's stop state; nothing is planned before it is known
         self.sim_time = self.get_parameter("use_sim_time").value
-        self.epoch = 0  # bumped by every instruction, stop, resume and timeline jump: older results are dropped
+        self.timeline = Timeline()  # a new epoch at every instruction, stop, resume and jump: older results drop
         self.stopped = False
         self._sets: deque[tuple[int, ObsSet]] = deque(maxlen=OBS_BUFFER)  # (arrival index, set)
         self._arrivals = 0
@@ -125,10 +125,8 @@ class PlannerNode(Node):
 
     # ---- inputs ----------------------------------------------------------------------------------------------
     def _on_set(self, obs: ObsSet) -> None:
-        newest = self._sets[-1][1].stamp_ns if self._sets else None
-        if newest is not None and obs.stamp_ns < newest - _JUMP_NS:  # bag restarted / simulation reset
+        if self.timeline.observe(obs.stamp_ns):  # bag restarted / simulation reset
             self._sets.clear()
-            self.epoch += 1
             if self._trigger is not None and self._trigger.kind == "replan":
                 self._trigger = None
             self.diag.count("time_jumps")
@@ -153,7 +151,7 @@ class PlannerNode(Node):
             self.diag.count("ignored.instruction_before_stop")  # the one the filler acted on before its stop
             return
         self.stopped = False
-        self.epoch += 1
+        self.timeline.cut()
         self.diag.count("instructions")
         self.get_logger().info(f"new instruction {msg.data!r}")
         self._set_trigger(self._open_request() or
@@ -183,7 +181,7 @@ class PlannerNode(Node):
             self._halt(f"the filler is {state.describe()}")
         elif self.stopped:
             self.stopped = False
-            self.epoch += 1
+            self.timeline.cut()
             self.diag.count("resumes")
             self.get_logger().info(f"resumed ({state.source})")
             self._set_trigger(self._trigger or
@@ -195,7 +193,7 @@ class PlannerNode(Node):
         if self.stopped:
             return
         self.stopped = True
-        self.epoch += 1
+        self.timeline.cut()
         self._trigger = None
         self.diag.count("stops")
         self.get_logger().warning(f"{why}: no re-planning until /wp/resume or a new instruction")
@@ -226,7 +224,7 @@ class PlannerNode(Node):
         if obs is None:
             return
         self._trigger = None
-        if self._job is not None and (self._job.epoch, self._job.obs.stamp_ns) == (self.epoch, obs.stamp_ns):
+        if self._job is not None and (self._job.epoch, self._job.obs.stamp_ns) == (self.timeline.epoch, obs.stamp_ns):
             self.diag.count("ignored.duplicate")  # already planned from this set for this instruction
             sent = self._published
             if trigger.kind == "replan" and sent is not None and sent[0] == self._job and trigger.received > sent[2]:
@@ -236,7 +234,7 @@ class PlannerNode(Node):
                 self.diag.count("republished")
             return
         latency = self.get_parameter("emulate_latency_ms").value * 1e-3
-        self._job = _Job(obs, self.instruction, self.epoch, trigger, latency)
+        self._job = _Job(obs, self.instruction, self.timeline.epoch, trigger, latency)
         self._future = self._pool.submit(self._infer, self._job)
         self._future.add_done_callback(lambda _: self._done.trigger())
 
@@ -265,7 +263,7 @@ class PlannerNode(Node):
 
     def _publish(self, plan: Plan, job: _Job, seconds: float) -> None:
         self.diag.latency("plan", seconds)
-        if job.epoch != self.epoch:  # a stop, resume, new instruction or time jump came in meanwhile
+        if job.epoch != self.timeline.epoch:  # a stop, resume, new instruction or time jump came in meanwhile
             self.diag.count("discarded")
             return
         msg = plan_to_message(plan, self.robot)
