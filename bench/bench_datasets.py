@@ -25,13 +25,13 @@ import numpy as np
 from wp_policy.robot_config import load_robot_config
 from wp_policy.tokenizer import TextTokenizer, TokenLayout, WaypointTokenizer
 from wp_policy.transforms import collate
-from wp_training.ae_dataset import AEDataConfig, WaypointAEDataset
-from wp_training.extract import ExtractConfig, run_extraction
-from wp_training.rlds_io import write_rlds
-from wp_training.stats import run_stats
-from wp_training.streaming import StreamConfig, make_dataloader
-from wp_training.text_tokenizer import train_sentencepiece
-from wp_training.vlm_dataset import VLMDataConfig, WaypointVLMDataset
+from wp_training.data.extract import ExtractConfig, run_extraction
+from wp_training.data.rlds_writer import write_rlds
+from wp_training.data.stats import run_stats
+from wp_training.data.text_tokenizer import train_sentencepiece
+from wp_training.datasets.ae_dataset import AEDataConfig, WaypointAEDataset
+from wp_training.datasets.sample_stream import StreamConfig, make_dataloader
+from wp_training.datasets.vlm_dataset import VLMDataConfig, WaypointVLMDataset
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -30,9 +30,10 @@ import time
 import numpy as np
 
 from wp_policy.robot_config import load_robot_config
-from wp_training.extract import ExtractConfig, run_extraction
-from wp_training.rlds_io import RldsReader, write_rlds
-from wp_training.waypoints import gripper_change_frames, reference_dp, select_job
+from wp_training.data.extract import ExtractConfig, run_extraction
+from wp_training.data.rlds_reader import RldsReader
+from wp_training.data.rlds_writer import write_rlds
+from wp_training.data.waypoints import gripper_change_frames, reference_dp, select_job
 
 FULL_EPISODES, FULL_STEPS = 23_039, 5_108_454
 

@@ -1,7 +1,7 @@
 """Speed-up of the frozen-vision feature cache: real AE / VLM training steps from images vs from cached features.
 
 Writes (or reuses, ``--data-dir``) the LIBERO-like RLDS of ``bench_datasets.py`` (two 256x256 JPEG views per
-step), extracts waypoints + stats, builds the cache with ``wp_training.feature_cache.write_cache`` (the code
+step), extracts waypoints + stats, builds the cache with ``wp_training.engine.feature_cache.write_cache`` (the code
 behind ``wp-data cache-features``) and then runs the real trainer (``configs/train/tiny_*_libero.yaml`` with
 ``freeze: [vision]``, DataLoader in-process) from images and from the cache. A step from images pays JPEG decode +
 resize + the SigLIP forward; a cached step reads [V, N, D] features instead. ``--vision`` enlarges the tiny vision
@@ -27,12 +27,12 @@ from bench_datasets import prepare
 
 from wp_policy.config_io import load_config
 from wp_policy.paths import config_dir
-from wp_training.feature_cache import read_index, write_cache
-from wp_training.metrics_log import read_jsonl
-from wp_training.text_tokenizer import train_sentencepiece
-from wp_training.train_config import TrainConfig
-from wp_training.train_task import get_task
-from wp_training.trainer import train
+from wp_training.data.text_tokenizer import train_sentencepiece
+from wp_training.engine.feature_cache import read_index, write_cache
+from wp_training.engine.metrics_log import read_jsonl
+from wp_training.engine.train_config import TrainConfig
+from wp_training.engine.trainer import train
+from wp_training.tasks.interface import get_task
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -189,7 +189,7 @@ def run_one(rate: float, mode: str, files, work: Path, args) -> RunResult:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from wp_training.text_tokenizer import train_sentencepiece
+    from wp_training.data.text_tokenizer import train_sentencepiece
 
     rclpy.init()
     results = []

@@ -15,7 +15,14 @@ import argparse
 import dataclasses
 
 from wp_policy.paths import config_dir
-from wp_training.memory_plan import GIB, MemorySpec, activation_model, budget_from_spec, gpu_usage, load_memory_spec
+from wp_training.engine.memory_plan import (
+    GIB,
+    MemorySpec,
+    activation_model,
+    budget_from_spec,
+    gpu_usage,
+    load_memory_spec,
+)
 
 # (model, per-GPU batch, per-GPU memory as the original recipe reports it: "GB", nvidia-smi style, taken as GiB)
 SEED_ANCHORS = [

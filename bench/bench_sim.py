@@ -23,7 +23,7 @@ import numpy as np
 
 from wp_policy.sim.conventions import WAIT_ACTION
 from wp_policy.sim.robosuite_env import STANDIN_TASKS, RobosuiteEnv
-from wp_training.scripted_expert import run_expert_episode
+from wp_training.sim_demos.scripted_expert import run_expert_episode
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -26,12 +26,12 @@ from wp_policy import batch as B
 from wp_policy.config_io import from_dict
 from wp_policy.models import PRESETS, WaypointActionExpert, WaypointVLM, ae_config, save_pretrained, vlm_config
 from wp_policy.paths import config_dir
-from wp_training.memory_plan import GIB, activation_model, budget_from_model, gpu_usage, load_memory_spec
-from wp_training.metrics_log import read_jsonl
-from wp_training.model_setup import build_training_model
-from wp_training.train_config import TrainConfig
-from wp_training.train_task import DataShard, TrainTask
-from wp_training.trainer import train
+from wp_training.engine.memory_plan import GIB, activation_model, budget_from_model, gpu_usage, load_memory_spec
+from wp_training.engine.metrics_log import read_jsonl
+from wp_training.engine.model_setup import build_training_model
+from wp_training.engine.train_config import TrainConfig
+from wp_training.engine.trainer import train
+from wp_training.tasks.interface import DataShard, TrainTask
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from wp_policy.robot_config import load_robot_config
 
 @pytest.fixture(scope="session")
 def sp_model_path(tmp_path_factory):
-    from wp_training.text_tokenizer import train_sentencepiece
+    from wp_training.data.text_tokenizer import train_sentencepiece
 
     return train_sentencepiece(tmp_path_factory.mktemp("sp") / "tiny.model")
 

@@ -118,7 +118,7 @@ def test_a_layout_the_robot_cannot_rebuild_is_refused(tmp_path, sp_model_path, l
 
 
 def test_training_config_selects_the_layout(sp_model_path):
-    from wp_training.vlm_task import make_task
+    from wp_training.tasks.vlm_task import make_task
 
     task = make_task()
     data = {"robot": "libero", "tokenizer_path": str(sp_model_path), "rlds_dir": "x", "stats_path": "y"}

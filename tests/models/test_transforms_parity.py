@@ -28,8 +28,9 @@ from wp_policy.models.config import DEFAULT_IMAGE_KEYS
 from wp_policy.obs_sync import ObsSet
 from wp_policy.robot_config import load_robot_config
 from wp_policy.runtime.policy import WaypointPolicy, load_policy_config
-from wp_training.rlds_io import decode_image, write_rlds
-from wp_training.train_task import DataShard, get_task
+from wp_training.data.rlds_reader import decode_image
+from wp_training.data.rlds_writer import write_rlds
+from wp_training.tasks.interface import DataShard, get_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training_data"))
 
@@ -43,8 +44,8 @@ PAIRS = 6  # AE pairs / VLM steps compared per policy (each also runs the tiny m
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
     """A LIBERO-layout RLDS with textured JPEG frames, its waypoints, filtered RLDS and stats."""
-    from wp_training.extract import ExtractConfig, run_extraction
-    from wp_training.stats import run_stats
+    from wp_training.data.extract import ExtractConfig, run_extraction
+    from wp_training.data.stats import run_stats
 
     tmp = tmp_path_factory.mktemp("parity")
     robot = load_robot_config("libero")

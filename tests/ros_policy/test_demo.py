@@ -51,6 +51,36 @@ def test_an_old_replan_key_or_a_bad_video_size_is_refused(tmp_path):
         DemoConfig(video_size=30)
 
 
+def test_results_come_from_the_bridges_episode_records(tmp_path):
+    """The demo follows the records the bridge appends (no log scraping) and writes results.json once from them."""
+    from wp_policy.demo import RESULTS_FILE, DemoConfig, _advance, graph_params, write_results
+    from wp_policy.sim.episodes import EPISODE_RECORDS, EpisodeResult, append_record, read_records
+
+    assert graph_params(DemoConfig())["libero_bridge"]["ros__parameters"]["results_file"] == ""  # the demo's file
+    assert write_results(tmp_path, {"wall_s": 1.0}) is None  # the bridge never started
+    append_record(tmp_path / EPISODE_RECORDS, {"env": "robosuite:Lift", "config": {"trials": 2}, "tasks": ["Lift"],
+                                               "episodes": 2})
+    result = EpisodeResult("Lift", 0, 7, False, 3, "max_steps", np.zeros((3, 7)))
+    append_record(tmp_path / EPISODE_RECORDS, result.to_json() | {"bridge": {"holds": {}}})
+
+    class Bar:
+        n, postfix = 0, ""
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix_str(self, text):
+            self.postfix = text
+
+    bar = Bar()
+    _advance(bar, read_records(tmp_path / EPISODE_RECORDS)[1:])
+    assert (bar.n, bar.postfix) == (1, "Lift t0: max_steps after 3 steps")
+    doc = write_results(tmp_path, {"wall_s": 1.0, "policy_config": "p.yaml"})
+    assert json.loads((tmp_path / RESULTS_FILE).read_text()) == doc
+    assert doc["overall"]["episodes"] == 1 and doc["config"] == {"trials": 2} and doc["demo"]["wall_s"] == 1.0
+    assert doc["episodes"][0]["bridge"] == {"holds": {}} and len(doc["episodes"][0]["actions"]) == 3
+
+
 @pytest.mark.slow
 @pytest.mark.ros
 @pytest.mark.sim

@@ -45,7 +45,7 @@ def rollouts(policy_yaml: str, task: str, image_size: int, jobs: list[dict], vid
     from wp_policy.runtime.policy import WaypointPolicy, load_policy_config
     from wp_policy.sim.robosuite_env import RobosuiteEnv
     from wp_policy.runtime.replan import ReplanConfig
-    from wp_policy.sim.rollout import EpisodeSpec, run_episode
+    from wp_policy.sim.rollout import EpisodeSpec, PolicyActor, run_episode
 
     torch.set_num_threads(1)
     config = load_policy_config(policy_yaml)
@@ -57,7 +57,7 @@ def rollouts(policy_yaml: str, task: str, image_size: int, jobs: list[dict], vid
             job = dict(job)
             mode = job.pop("mode")
             pol = stopper if job.pop("stop_policy", False) else policy
-            result = run_episode(env, pol, EpisodeSpec(**job), ReplanConfig(mode), record_video=video_dir,
+            result = run_episode(env, EpisodeSpec(**job), PolicyActor(pol, ReplanConfig(mode)), video_dir=video_dir,
                                  video_size=video_size)
             out.append(result.to_json())
     return out

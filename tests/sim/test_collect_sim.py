@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from wp_training.attempt_cache import CACHE_DIR, AttemptCache
-from wp_training.collect_sim import SUMMARY_FILE, CollectConfig, main
-from wp_training.rlds_io import RldsReader, read_rlds
+from wp_training.data.rlds_reader import RldsReader, read_rlds
+from wp_training.sim_demos.attempt_cache import CACHE_DIR, AttemptCache
+from wp_training.sim_demos.collect_sim import SUMMARY_FILE, CollectConfig, main
 
 
 @pytest.mark.sim
@@ -80,8 +80,8 @@ def _fake_collection(monkeypatch, submitted: list[int]):
     """Rollouts replaced by a rule (seeds divisible by 3 fail; frames carry the seed), the scheduling kept real."""
     import contextlib
 
-    from wp_training import collect_sim
-    from wp_training.scripted_expert import ExpertEpisode
+    from wp_training.sim_demos import collect_sim
+    from wp_training.sim_demos.scripted_expert import ExpertEpisode
 
     def fake_episode(job):
         task, seed, _, missed = job

@@ -20,12 +20,11 @@ from wp_policy.sim.eval_cli import (
     check_resume,
     cli_overrides,
     episode_specs,
-    format_table,
     load_eval_config,
     main,
-    summarize,
     write_chart,
 )
+from wp_policy.sim.episodes import format_table, summarize
 from wp_policy.sim.libero_env import libero_missing
 from wp_policy.sim.recording import END_HOLD_FRAMES, frame_shape
 from wp_policy.sim.rollout import EpisodeResult

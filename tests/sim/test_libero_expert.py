@@ -22,8 +22,8 @@ CASES = [("libero_object", 9, 1), ("libero_spatial", 0, 1)]
 @pytest.mark.parametrize(("suite", "task_id", "init_state"), CASES)
 def test_expert_solves_a_real_libero_task(suite, task_id, init_state):
     from wp_policy.sim.libero_env import LiberoEnv
-    from wp_training.libero_expert import PickPlaceGoal
-    from wp_training.scripted_expert import run_expert_episode
+    from wp_training.sim_demos.libero_expert import PickPlaceGoal
+    from wp_training.sim_demos.scripted_expert import run_expert_episode
 
     env = LiberoEnv(suite, render=False)
     try:
@@ -44,7 +44,7 @@ def test_expert_solves_a_real_libero_task(suite, task_id, init_state):
 
 
 def test_goal_parsing_names_what_it_cannot_do():
-    from wp_training.libero_expert import PickPlaceGoal
+    from wp_training.sim_demos.libero_expert import PickPlaceGoal
 
     class Scene:
         parsed_problem = {"goal_state": [["open", "wooden_cabinet_1_top_region"]]}
@@ -54,8 +54,8 @@ def test_goal_parsing_names_what_it_cannot_do():
 
 
 def test_collect_sim_writes_libero_rlds(tmp_path, capsys):
-    from wp_training.collect_sim import SUMMARY_FILE, main
-    from wp_training.rlds_io import RldsReader, read_rlds
+    from wp_training.sim_demos.collect_sim import SUMMARY_FILE, main
+    from wp_training.data.rlds_reader import RldsReader, read_rlds
 
     args = ["--task", "libero:libero_object", "--task-ids", "9", "--episodes", "1", "--first-init-state", "1",
             "--out", str(tmp_path)]

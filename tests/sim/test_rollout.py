@@ -17,6 +17,7 @@ from wp_policy.sim.recording import END_HOLD_FRAMES, PlanRecord, frame_shape
 from wp_policy.sim.rollout import (
     EpisodeResult,
     EpisodeSpec,
+    PolicyActor,
     run_episode,
     sim_obs_to_obsset,
     step_stamp_ns,
@@ -132,9 +133,9 @@ def test_run_episode_rejects_bad_arguments_before_touching_the_sim(policy_yaml):
     policy = WaypointPolicy.from_config(load_policy_config(policy_yaml))
     env = RobosuiteEnv(("Lift",))  # builds no scene until the first reset
     with pytest.raises(ValueError, match="has no fixed init states; use seed instead"):
-        run_episode(env, policy, EpisodeSpec("Lift", 0, init_state=0))
+        run_episode(env, EpisodeSpec("Lift", 0, init_state=0), PolicyActor(policy))
     with pytest.raises(KeyError, match="unknown task 'Open'"):
-        run_episode(env, policy, EpisodeSpec("Open", 0, seed=1))
+        run_episode(env, EpisodeSpec("Open", 0, seed=1), PolicyActor(policy))
     assert env._envs == {}  # nothing was simulated
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from wp_training.scripted_expert import (
+from wp_training.sim_demos.scripted_expert import (
     ExpertParams,
     _rotvec,
     _rot_z,

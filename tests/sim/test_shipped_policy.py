@@ -61,12 +61,12 @@ def _episodes(jobs: list[dict]) -> list[dict]:
     import torch
 
     from wp_policy.sim.registry import SimEnvConfig, make_env
-    from wp_policy.sim.rollout import EpisodeSpec, run_episode
+    from wp_policy.sim.rollout import EpisodeSpec, PolicyActor, run_episode
 
     torch.set_num_threads(1)
     policy = WaypointPolicy.from_config(load_policy_config(POLICY_YAML))
     with make_env(SimEnvConfig("robosuite:Lift", image_size=RENDER_SIZE)) as env:
-        return [run_episode(env, policy, EpisodeSpec(**job)).to_json() for job in jobs]
+        return [run_episode(env, EpisodeSpec(**job), PolicyActor(policy)).to_json() for job in jobs]
 
 
 def _rollouts(jobs: list[dict]) -> list[EpisodeResult]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wp_policy.config_io import from_dict
-from wp_training.train_config import TrainConfig
+from wp_training.engine.train_config import TrainConfig
 
 TOY_DIR = Path(__file__).resolve().parent
 if str(TOY_DIR) not in sys.path:

@@ -16,10 +16,10 @@ from wp_policy.config_io import load_config
 from wp_policy.models import WaypointActionExpert
 from wp_policy.paths import config_dir
 from wp_policy.transforms import collate
-from wp_training.distributed import seed_everything
-from wp_training.model_setup import build_training_model
-from wp_training.train_config import TrainConfig
-from wp_training.train_task import DataShard
+from wp_training.engine.distributed import seed_everything
+from wp_training.engine.model_setup import build_training_model
+from wp_training.engine.train_config import TrainConfig
+from wp_training.tasks.interface import DataShard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training_data"))
 
@@ -32,8 +32,8 @@ TINY_CONFIGS = {"ae": "train/tiny_ae_libero.yaml", "vlm": "train/tiny_vlm_libero
 def libero_data(tmp_path_factory, sp_model_path) -> dict:
     """{"rlds", "index", "filtered", "stats", "tokenizer"} for 5 LIBERO-layout episodes of 40.. steps."""
     from wp_policy.robot_config import load_robot_config
-    from wp_training.extract import ExtractConfig, run_extraction
-    from wp_training.stats import run_stats
+    from wp_training.data.extract import ExtractConfig, run_extraction
+    from wp_training.data.stats import run_stats
 
     tmp = tmp_path_factory.mktemp("e2e_data")
     rlds = make_libero_rlds(tmp / "rlds", n_episodes=5, T=40)

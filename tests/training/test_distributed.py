@@ -17,10 +17,10 @@ from safetensors.torch import load_file
 
 import toy_task
 from wp_policy.config_io import from_dict
-from wp_training.metrics_log import read_jsonl
-from wp_training.train_config import TrainConfig
-from wp_training.train_state import list_checkpoints
-from wp_training.trainer import train
+from wp_training.engine.metrics_log import read_jsonl
+from wp_training.engine.train_config import TrainConfig
+from wp_training.engine.train_state import list_checkpoints
+from wp_training.engine.trainer import train
 
 from .conftest import TOY_DIR, toy_config_dict
 

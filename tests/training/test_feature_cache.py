@@ -14,11 +14,11 @@ from wp_policy.config_io import ConfigError
 from wp_policy.models.embeddings import vision_features
 from wp_policy.models.validation import ModelInputError
 from wp_training.data_cli import main as data_main
-from wp_training.feature_cache import FeatureCacheError, read_index
-from wp_training.metrics_log import read_jsonl
-from wp_training.train_state import load_model_weights
-from wp_training.train_task import get_task
-from wp_training.trainer import train
+from wp_training.engine.feature_cache import FeatureCacheError, read_index
+from wp_training.engine.metrics_log import read_jsonl
+from wp_training.engine.train_state import load_model_weights
+from wp_training.engine.trainer import train
+from wp_training.tasks.interface import get_task
 
 from .e2e_data import (  # noqa: F401  (libero_data is a fixture)
     batch_loss,
@@ -52,7 +52,7 @@ def caches(libero_data, tmp_path_factory) -> dict:
 
 
 def test_cache_holds_every_sampleable_frame(caches, libero_data):
-    from wp_training.extract import WaypointIndex
+    from wp_training.data.extract import WaypointIndex
 
     index = read_index(caches["ae"])
     waypoints = WaypointIndex.load(libero_data["index"]).waypoints

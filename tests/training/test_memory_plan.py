@@ -10,7 +10,7 @@ import pytest
 import toy_task
 from wp_policy.config_io import ConfigError
 from wp_policy.paths import config_dir
-from wp_training.memory_plan import (
+from wp_training.engine.memory_plan import (
     GIB,
     ActivationModel,
     LinearShape,
@@ -27,7 +27,7 @@ from wp_training.memory_plan import (
     parse_size,
     recommend,
 )
-from wp_training.model_setup import build_training_model, param_counts
+from wp_training.engine.model_setup import build_training_model, param_counts
 
 OPENVLA = config_dir() / "memory" / "openvla_oft_7b_lora.yaml"
 

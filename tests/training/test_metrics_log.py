@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from wp_training.metrics_log import MetricsLogger, read_jsonl
-from wp_training.train_config import LogSettings
+from wp_training.engine.metrics_log import MetricsLogger, read_jsonl
+from wp_training.engine.train_config import LogSettings
 
 
 def test_jsonl_and_tensorboard(tmp_path):

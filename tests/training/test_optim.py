@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from wp_training.optim import WarmupCosine, build_optimizer, build_scheduler, split_decay
-from wp_training.train_config import OptimConfig
+from wp_training.engine.optim import WarmupCosine, build_optimizer, build_scheduler, split_decay
+from wp_training.engine.train_config import OptimConfig
 
 
 def test_schedule_endpoints_and_shape():

@@ -12,7 +12,7 @@ from wp_policy.config_io import ConfigError
 from wp_policy.models import load_model_config
 from wp_policy.paths import config_dir
 from wp_policy.sim.eval_cli import load_eval_config
-from wp_training.select_checkpoint import held_out_seeds, list_candidates
+from wp_training.engine.select_checkpoint import held_out_seeds, list_candidates
 from wp_training.train_cli import main as train_main
 
 from .e2e_data import cli_overrides, data_overrides, libero_data  # noqa: F401  (libero_data is a fixture)

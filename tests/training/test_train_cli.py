@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 import toy_task
-from wp_training.metrics_log import read_jsonl
+from wp_training.engine.metrics_log import read_jsonl
 from wp_training.train_cli import main
 
 from .conftest import TOY_MODE, toy_config_dict

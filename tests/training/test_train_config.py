@@ -6,7 +6,7 @@ import pytest
 
 from wp_policy.config_io import ConfigError, from_dict
 from wp_policy.paths import config_dir
-from wp_training.train_config import (
+from wp_training.engine.train_config import (
     TrainConfig,
     check_global_batch,
     check_paths,

@@ -23,12 +23,12 @@ from wp_policy.obs_sync import ObsSet
 from wp_policy.paths import config_dir
 from wp_policy.robot_config import load_robot_config
 from wp_policy.runtime.policy import PolicyConfig, WaypointPolicy
-from wp_training.metrics_log import read_jsonl
+from wp_training.engine.metrics_log import read_jsonl
+from wp_training.engine.train_config import load_train_config
+from wp_training.engine.train_state import list_checkpoints, load_model_weights
+from wp_training.engine.trainer import train
+from wp_training.tasks.interface import get_task
 from wp_training.train_cli import main as train_main
-from wp_training.train_config import load_train_config
-from wp_training.train_state import list_checkpoints, load_model_weights
-from wp_training.train_task import get_task
-from wp_training.trainer import train
 
 from .e2e_data import (  # noqa: F401  (libero_data is a fixture)
     INSTRUCTIONS,

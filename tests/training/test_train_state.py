@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-import wp_training.train_state as ts
-from wp_training.distributed import DistEnv
-from wp_training.optim import build_optimizer, build_scheduler
-from wp_training.train_config import OptimConfig
+import wp_training.engine.train_state as ts
+from wp_training.engine.distributed import DistEnv
+from wp_training.engine.optim import build_optimizer, build_scheduler
+from wp_training.engine.train_config import OptimConfig
 
 CPU = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), backend="")
 

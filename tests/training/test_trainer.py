@@ -12,13 +12,13 @@ from safetensors.torch import load_file
 
 import toy_task
 from wp_policy.config_io import ConfigError
-from wp_training.data_stream import BatchStream, DataPosition
-from wp_training.metrics_log import read_jsonl
-from wp_training.model_setup import build_training_model
-from wp_training.train_config import LoaderSettings
-from wp_training.train_state import CheckpointError, list_checkpoints, load_model_weights
-from wp_training.train_task import DataShard
-from wp_training.trainer import accumulate_gradients, train
+from wp_training.engine.batch_stream import BatchStream, DataPosition
+from wp_training.engine.metrics_log import read_jsonl
+from wp_training.engine.model_setup import build_training_model
+from wp_training.engine.train_config import LoaderSettings
+from wp_training.engine.train_state import CheckpointError, list_checkpoints, load_model_weights
+from wp_training.engine.trainer import accumulate_gradients, train
+from wp_training.tasks.interface import DataShard
 
 TASK = toy_task.TASK
 
@@ -264,7 +264,7 @@ def test_empty_shard_is_an_error(toy_config):
 
 
 def test_fsdp_units_skip_tied_weights_and_nest_innermost_first():
-    from wp_training.distributed import fsdp_unit_modules
+    from wp_training.engine.distributed import fsdp_unit_modules
 
     class Tied(torch.nn.Module):
         def __init__(self):

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torch.utils.data import IterableDataset, get_worker_info
 
-from wp_training.train_task import DataShard, TrainTask
+from wp_training.tasks.interface import DataShard, TrainTask
 
 
 @dataclass(frozen=True)

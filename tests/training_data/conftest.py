@@ -45,8 +45,8 @@ def make_tokenizer(sp_model_path):
 def _prepare(rlds, robot_name, keys, threshold, out):
     """Waypoints + filtered RLDS + shared stats for one tiny dataset."""
     from wp_policy.robot_config import load_robot_config
-    from wp_training.extract import ExtractConfig, run_extraction
-    from wp_training.stats import run_stats
+    from wp_training.data.extract import ExtractConfig, run_extraction
+    from wp_training.data.stats import run_stats
 
     result = run_extraction(ExtractConfig(source_dir=str(rlds), out_dir=str(out), robot=robot_name, keys=keys,
                                           threshold=threshold, workers=0), show_progress=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from wp_policy.robot_config import RobotConfig, load_robot_config
-from wp_training.rlds_io import write_rlds
+from wp_training.data.rlds_writer import write_rlds
 
 INSTRUCTIONS = ("pick up the red cube and lift it", "put the bowl on the plate", "open the top drawer")
 

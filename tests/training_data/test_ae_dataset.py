@@ -10,9 +10,9 @@ from rlds_fixtures import libero_episodes, r1lite_episodes
 from wp_policy import batch as B
 from wp_policy.normalize import StatsError, load_stats
 from wp_policy.transforms import collate
-from wp_training.ae_dataset import AEDataConfig, WaypointAEDataset
-from wp_training.extract import WaypointIndex
-from wp_training.streaming import StreamConfig, make_dataloader
+from wp_training.data.extract import WaypointIndex
+from wp_training.datasets.ae_dataset import AEDataConfig, WaypointAEDataset
+from wp_training.datasets.sample_stream import StreamConfig, make_dataloader
 
 MODEL_KEYS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
 ONE_PASS = StreamConfig(shuffle_buffer=8, shuffle_warmup=2, repeat=False)

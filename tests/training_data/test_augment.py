@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from wp_policy import batch as B
-from wp_training.augment import AugmentConfig, augment_image, sample_rng
-from wp_training.collate import image_inputs
-from wp_training.rlds_io import encode_image
-from wp_training.streaming import StreamConfig
-from wp_training.vlm_dataset import VLMDataConfig, WaypointVLMDataset
+from wp_training.data.rlds_writer import encode_image
+from wp_training.datasets.augment import AugmentConfig, augment_image, sample_rng
+from wp_training.datasets.collate import image_inputs
+from wp_training.datasets.sample_stream import StreamConfig
+from wp_training.datasets.vlm_dataset import VLMDataConfig, WaypointVLMDataset
 
 ON = AugmentConfig(enabled=True)
 GEOMETRY_ONLY = AugmentConfig(enabled=True, brightness=0.0, contrast=0.0, saturation=0.0)

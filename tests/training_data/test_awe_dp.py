@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from rlds_fixtures import libero_episodes
 
-from wp_training.data_cli import main
-from wp_training.waypoints import (
+from wp_training.data.waypoints import (
     reference_awe_dp,
     reference_awe_error,
     segment_errors,
     select_waypoints,
     select_waypoints_batch,
 )
+from wp_training.data_cli import main
 
 
 def random_walk(rng, n, d):

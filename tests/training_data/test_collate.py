@@ -7,8 +7,8 @@ import torch
 from wp_policy import batch as B
 from wp_policy.image_proc import resize_with_pad
 from wp_policy.transforms import collate
-from wp_training.collate import image_inputs
-from wp_training.rlds_io import encode_image
+from wp_training.data.rlds_writer import encode_image
+from wp_training.datasets.collate import image_inputs
 
 
 def test_dataset_image_pads_like_deployment(libero_config):

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from rlds_fixtures import libero_episodes, r1lite_episodes
 
-from wp_training.data_cli import main
-from wp_training.extract import (INDEX_FILE, ExtractConfig, WaypointIndex, episode_inputs, plot_episode,
+from wp_training.data.extract import (INDEX_FILE, ExtractConfig, WaypointIndex, episode_inputs, plot_episode,
                                  plot_groups, run_extraction, waypoint_figure)
-from wp_training.rlds_io import RldsError, read_rlds
-from wp_training.waypoints import reference_dp
+from wp_training.data.rlds_layout import RldsError
+from wp_training.data.rlds_reader import read_rlds
+from wp_training.data.waypoints import reference_dp
+from wp_training.data_cli import main
 
 THRESHOLD = 0.005
 

@@ -11,7 +11,7 @@ from wp_policy.robot_config import load_robot_config
 from wp_policy.ros.bag_io import BagReader, BagWriter, deserialize, msg_class, serialize
 from wp_policy.ros.bag_synth import SynthSpec, joint_motion, write_synthetic_bag
 from wp_policy.ros.topics import INSTRUCTION_TOPIC
-from wp_training.bag_convert import (
+from wp_training.data.bag_convert import (
     REPORT_FILE,
     BagConvertConfig,
     control_steps,
@@ -19,8 +19,8 @@ from wp_training.bag_convert import (
     longest_clean_run,
     state_layout,
 )
+from wp_training.data.rlds_reader import RldsReader, read_rlds
 from wp_training.data_cli import main
-from wp_training.rlds_io import RldsReader, read_rlds
 
 NS = 1_000_000_000
 SPEC = SynthSpec(duration_s=3.0, width=64, height=48, seed=3)
@@ -235,7 +235,7 @@ def test_converters_import_without_rclpy():
     import subprocess
     import sys
 
-    code = ("import sys, wp_training.bag_convert, wp_training.lerobot_convert\n"
+    code = ("import sys, wp_training.data.bag_convert, wp_training.data.lerobot_convert\n"
             "print(sorted(m for m in sys.modules if m.startswith('rclpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

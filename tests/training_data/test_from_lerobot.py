@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from wp_policy.robot_config import load_robot_config
+from wp_training.data.lerobot_convert import REPORT_FILE, LeRobotConvertConfig, LeRobotError, convert_lerobot
+from wp_training.data.rlds_reader import RldsReader, read_rlds
 from wp_training.data_cli import main
-from wp_training.lerobot_convert import REPORT_FILE, LeRobotConvertConfig, LeRobotError, convert_lerobot
-from wp_training.rlds_io import RldsReader, read_rlds
 
 TASKS = ["lift the cube", "open the drawer"]
 CAMS = ["observation.images.front", "observation.images.wrist"]
@@ -246,7 +246,7 @@ def test_cli(tmp_path, capsys):
 
 def test_shipped_aloha_mapping_fits_r1lite():
     from wp_policy.paths import config_dir
-    from wp_training.lerobot_convert import load_mapping
+    from wp_training.data.lerobot_convert import load_mapping
 
     mapping = load_mapping(config_dir() / "lerobot" / "aloha_to_r1lite.yaml")
     video = {"dtype": "video", "shape": [480, 640, 3]}

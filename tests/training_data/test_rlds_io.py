@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from rlds_fixtures import libero_episodes, r1lite_episodes, step_image
 
-from wp_training.rlds_io import RldsError, RldsReader, read_rlds, resolve_dataset_dir, write_rlds
+from wp_training.data.rlds_layout import RldsError, resolve_dataset_dir
+from wp_training.data.rlds_reader import RldsReader, read_rlds
+from wp_training.data.rlds_writer import write_rlds
 
 LIBERO_STEP_KEYS = {"observation", "action", "language_instruction", "reward", "discount", "is_first", "is_last",
                     "is_terminal"}
@@ -97,7 +99,8 @@ def test_jpeg_images_and_step_fields(tmp_path, libero_config):
 
 
 def test_reading_never_imports_tensorflow(libero_rlds):
-    code = ("import sys; from wp_training.rlds_io import read_rlds; n = sum(1 for _ in read_rlds(sys.argv[1])); "
+    code = ("import sys; from wp_training.data.rlds_reader import read_rlds; "
+            "n = sum(1 for _ in read_rlds(sys.argv[1])); "
             "assert n == 5; assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code, str(libero_rlds)], check=True)
 

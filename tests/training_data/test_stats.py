@@ -7,9 +7,9 @@ import pytest
 from rlds_fixtures import libero_episodes, r1lite_episodes
 
 from wp_policy.normalize import load_stats
+from wp_training.data.rlds_reader import RldsReader
+from wp_training.data.stats import compute_stats, model_space
 from wp_training.data_cli import main
-from wp_training.rlds_io import RldsReader
-from wp_training.stats import compute_stats, model_space
 
 
 def expected(values):

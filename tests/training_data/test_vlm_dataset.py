@@ -6,9 +6,9 @@ import pytest
 from wp_policy import batch as B
 from wp_policy.normalize import load_stats
 from wp_policy.transforms import collate
-from wp_training.rlds_io import read_rlds
-from wp_training.streaming import StreamConfig
-from wp_training.vlm_dataset import VLMDataConfig, WaypointVLMDataset, waypoint_targets
+from wp_training.data.rlds_reader import read_rlds
+from wp_training.datasets.sample_stream import StreamConfig
+from wp_training.datasets.vlm_dataset import VLMDataConfig, WaypointVLMDataset, waypoint_targets
 
 ONE_PASS = StreamConfig(shuffle_buffer=8, shuffle_warmup=2, repeat=False)
 

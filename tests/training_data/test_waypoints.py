@@ -5,7 +5,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from wp_training.waypoints import (
+from wp_training.data.waypoints import (
     _max_sq_errors,
     gripper_change_frames,
     reference_dp,

@@ -2,10 +2,12 @@
 
 Starts ``wp-launch libero_sim`` (LIBERO bridge on a robosuite stand-in, aggregator, planner, filler: one process
 each, lock-step on the bridge's /clock, CPU) with the policy a demo config names (default: the shipped Lift policy),
-shows a progress bar per episode, and leaves in ``output_dir``: ``results.json`` (per-episode records with the
-executed actions, per-task and overall success rates), ``videos/`` (one MP4 per episode, LIBERO naming),
-``graph.log`` (every node's output) and ``params.yaml`` (the node parameters used). Exit code: the graph's (0 when
-every episode ran, whatever the outcomes), 2 for a bad config or a missing policy.
+shows a progress bar that follows the bridge's per-episode records (``episodes.jsonl``), and leaves in
+``output_dir``: ``results.json`` (written once by the demo from those records: per-episode records with the
+executed actions, per-task and overall success rates, the demo's wall time), ``episodes.jsonl``, ``videos/`` (one
+MP4 per episode, LIBERO naming), ``graph.log`` (every node's output) and ``params.yaml`` (the node parameters
+used). Exit code: the graph's (0 when every episode ran, whatever the outcomes), 2 for a bad config or a missing
+policy.
 
     .venv/bin/python -m wp_policy.demo
     .venv/bin/python -m wp_policy.demo --episodes 10 --output-dir /tmp/demo --set image_size=256
@@ -17,11 +19,10 @@ neither sees nor disturbs other ROS graphs; set ROS_DOMAIN_ID to watch it with `
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,13 @@ from wp_policy.config_io import ConfigError, load_config, parse_overrides
 from wp_policy.paths import config_dir
 from wp_policy.policy_config import load_policy_config
 from wp_policy.runtime.replan import MOVED_KEYS, ReplanConfig
+from wp_policy.sim.episodes import (EPISODE_RECORDS, EpisodeResult, format_table, read_records, results_document,
+                                    write_json)
 from wp_policy.sim.recording import VIDEO_SIZE, check_video_size
 
 DEFAULT_CONFIG = "demo/lift.yaml"  # in the configs dir
 SHIPPED_POLICY = Path(__file__).resolve().parent / "assets" / "policies" / "lift_demo" / "policy.yaml"
-_EPISODE_LINE = re.compile(r"\[libero_bridge\].*episode (\d+)/(\d+) (.*)$")
+RESULTS_FILE = "results.json"
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,11 @@ def load_demo(path: Path, overrides: dict) -> tuple[DemoConfig, Path]:
 
 
 def graph_params(config: DemoConfig) -> dict:
-    """The libero_sim params YAML with the demo's sizes and threads (the policy's settings come with policy:=)."""
+    """The libero_sim params YAML with the demo's sizes and threads (the policy's settings come with policy:=); the
+    bridge leaves results.json to the demo, which writes it once from the bridge's episode records."""
     data = yaml.safe_load((config_dir() / "graphs" / "libero_sim.yaml").read_text())
     data["libero_bridge"]["ros__parameters"].update(image_size=config.image_size, record_video=config.record_video,
-                                                    video_size=config.video_size)
+                                                    video_size=config.video_size, results_file="")
     data["planner"]["ros__parameters"].update(cpu_threads=config.cpu_threads)
     data["filler"]["ros__parameters"].update(cpu_threads=config.cpu_threads)
     return data
@@ -99,8 +103,9 @@ def launch_command(config: DemoConfig, policy: Path, params: Path, out: Path) ->
             f"output_dir:={out}", f"params_file:={params}"]
 
 
-def run_graph(cmd: list[str], log_path: Path, episodes: int, progress: bool = True) -> int:
-    """Run wp-launch, all output to ``log_path``, a progress bar advanced by the bridge's episode lines."""
+def run_graph(cmd: list[str], log_path: Path, records: Path, episodes: int, progress: bool = True) -> int:
+    """Run wp-launch, all output to ``log_path`` (error lines shown), a progress bar advanced by the episode records
+    the bridge appends to ``records``."""
     from tqdm import tqdm
 
     env = dict(os.environ)
@@ -110,22 +115,51 @@ def run_graph(cmd: list[str], log_path: Path, episodes: int, progress: bool = Tr
     bar.set_postfix_str("starting the graph (loading models)")
     with open(log_path, "w") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                       stdin=subprocess.DEVNULL, text=True, env=env) as proc:
+        pump = threading.Thread(target=_pump, args=(proc.stdout, log, bar), daemon=True)
+        pump.start()
         try:
-            for line in proc.stdout:
-                log.write(line)
-                match = _EPISODE_LINE.search(line)
-                if match:
-                    bar.update(1)
-                    bar.set_postfix_str(match[3][:60])
-                elif "ERROR" in line or "FATAL" in line:
-                    bar.write(line.rstrip())
-            return proc.wait()
+            while True:
+                code = proc.poll()
+                _advance(bar, read_records(records)[1:])
+                if code is not None:
+                    pump.join(timeout=10)
+                    return code
+                time.sleep(0.5)
         except KeyboardInterrupt:
             proc.send_signal(2)  # SIGINT: wp-launch stops every node
             proc.wait(timeout=30)
             raise
         finally:
             bar.close()
+
+
+def _pump(stream, log, bar) -> None:
+    """The graph's output into the log; error lines also above the progress bar."""
+    for line in stream:
+        log.write(line)
+        if "ERROR" in line or "FATAL" in line:
+            bar.write(line.rstrip())
+
+
+def _advance(bar, episodes: list[dict]) -> None:
+    """One step of the bar per episode record not yet counted, the newest one's outcome beside it."""
+    if len(episodes) > bar.n:
+        last = episodes[-1]
+        bar.update(len(episodes) - bar.n)
+        bar.set_postfix_str(f"{last['task']} t{last['trial']}: {last['termination']} after {last['steps']} steps"[:60])
+
+
+def write_results(out: Path, demo: dict) -> dict | None:
+    """results.json from the bridge's episode records (its config, every episode run) plus the demo's own block;
+    None when the bridge never started its records."""
+    records = read_records(out / EPISODE_RECORDS)
+    if not records:
+        return None
+    header, episodes = records[0], records[1:]
+    doc = results_document(header["env"], header["config"], header["tasks"],
+                           [EpisodeResult.from_json(r) for r in episodes], episodes, demo=demo)
+    write_json(out / RESULTS_FILE, doc)
+    return doc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(config.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").unlink(missing_ok=True)  # never report an older run's results
+    for name in (RESULTS_FILE, EPISODE_RECORDS):  # never report an older run's results
+        (out / name).unlink(missing_ok=True)
     params = out / "params.yaml"
     params.write_text(yaml.safe_dump(graph_params(config), sort_keys=False))
     print(f"wp-demo: {config.episodes} {config.env} episode(s) with {config.policy_config or SHIPPED_POLICY} through "
@@ -164,23 +199,18 @@ def main(argv: list[str] | None = None) -> int:
           f"(log: {out / 'graph.log'})", flush=True)
     started = time.monotonic()
     try:
-        code = run_graph(launch_command(config, policy, params, out), out / "graph.log", config.episodes,
-                         not args.no_progress)
+        code = run_graph(launch_command(config, policy, params, out), out / "graph.log", out / EPISODE_RECORDS,
+                         config.episodes, not args.no_progress)
     except KeyboardInterrupt:
         print("wp-demo: interrupted", file=sys.stderr)
         return 130
     wall = time.monotonic() - started
-    results = out / "results.json"
-    if code != 0 or not results.is_file():
+    doc = write_results(out, {"wall_s": wall, "policy_config": config.policy_config or str(SHIPPED_POLICY)})
+    if code != 0 or doc is None:
         print(f"wp-demo: the graph failed (exit code {code}); see {out / 'graph.log'}", file=sys.stderr)
         return code or 1
-    from wp_policy.sim.eval_cli import format_table
-
-    data = json.loads(results.read_text())
-    data["demo"] = {"wall_s": wall, "policy_config": config.policy_config or str(SHIPPED_POLICY)}
-    results.write_text(json.dumps(data, indent=1))
-    print(format_table(data))
-    print(f"wall time {wall:.0f} s; results: {results}; videos: {out / 'videos'}")
+    print(format_table(doc))
+    print(f"wall time {wall:.0f} s; results: {out / RESULTS_FILE}; videos: {out / 'videos'}")
     return 0
 
 

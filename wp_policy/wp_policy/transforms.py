@@ -33,7 +33,7 @@ from wp_policy.normalize import NormStats, Normalizer
 from wp_policy.robot_config import CameraConfig, RobotConfig
 from wp_policy.tokenizer import WaypointTokenizer
 
-# (camera, uint8 [S, S, 3]) -> float32 [S, S, 3] in [0, 1]: training-time augmentation (wp_training.augment)
+# (camera, uint8 [S, S, 3]) -> float32 [S, S, 3] in [0, 1]: training-time augmentation (wp_training.datasets.augment)
 ImageAugment = Callable[[CameraConfig, np.ndarray], np.ndarray]
 
 

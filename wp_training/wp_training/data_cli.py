@@ -18,14 +18,15 @@ Examples::
     wp-data cache-features --config configs/train/waypoint_ae_libero.yaml --out data/libero_object_wp/vision_ae \\
         --device cuda freeze=[vision]
 
-    # scripted-expert demonstrations on the robosuite stand-ins or real LIBERO (wp_training.collect_sim)
+    # scripted-expert demonstrations on the robosuite stand-ins or real LIBERO (wp_training.sim_demos.collect_sim)
     wp-data collect-sim --task robosuite:Lift --episodes 50 --out data/sim_lift --workers 2
     wp-data collect-sim --task libero:libero_object --task-ids 0,3 --episodes 20 --out data/sim_libero_object
 
-    # recorded bags (teleoperation on the robot) -> RLDS in the robot config's layout (wp_training.bag_convert)
+    # recorded bags (teleoperation on the robot) -> RLDS in the robot config's layout (wp_training.data.bag_convert)
     wp-data from-bags recordings/*.mcap --robot r1lite --out data/r1lite_teleop --episode-topic /teleop/recording
 
-    # a LeRobot data set folder (v2.1 or v3.0) -> RLDS, features mapped by a small YAML (wp_training.lerobot_convert)
+    # a LeRobot data set folder (v2.1 or v3.0) -> RLDS, its features mapped by a small YAML
+    # (wp_training.data.lerobot_convert)
     wp-data from-lerobot data/lerobot/aloha_cube --map configs/lerobot/aloha_to_r1lite.yaml --robot r1lite \\
         --out data/aloha_rlds
 
@@ -42,10 +43,11 @@ from wp_policy.cli_help import HelpFormatter
 from wp_policy.config_io import ConfigError, parse_overrides
 from wp_policy.normalize import StatsError
 from wp_policy.robot_config import load_robot_config
-from wp_training import bag_convert, collect_sim, lerobot_convert
-from wp_training.extract import ExtractConfig, run_extraction
-from wp_training.rlds_io import RldsError
-from wp_training.stats import run_stats
+from wp_training.data import bag_convert, lerobot_convert
+from wp_training.data.extract import ExtractConfig, run_extraction
+from wp_training.data.rlds_layout import RldsError
+from wp_training.data.stats import run_stats
+from wp_training.sim_demos import collect_sim
 
 
 def _max_segment(text: str) -> int | None:
@@ -109,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     cf = sub.add_parser("cache-features", help="run the frozen vision tower once; store features for training",
                         description="Precompute the SigLIP features of every frame a training config's dataset can "
-                                    "sample (see wp_training.feature_cache). Train with model.vision_cache=<out> and "
-                                    "the vision group frozen; the cache is tied to the vision weights it was made "
-                                    "with (seed / pretrained_path / precision of the config).",
+                                    "sample (see wp_training.engine.feature_cache). Train with "
+                                    "model.vision_cache=<out> and the vision group frozen; the cache is tied to the "
+                                    "vision weights it was made with (seed / pretrained_path / precision of the "
+                                    "config).",
                         epilog=_examples("cache-features"), formatter_class=HelpFormatter)
     cf.add_argument("--config", required=True, help="the training YAML (configs/train/*.yaml) the cache is for")
     cf.add_argument("--out", required=True, help="output directory (index.json + safetensors shards)")
@@ -135,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     tk = sub.add_parser("tokenizer", help="train a small SentencePiece model on datasets' instructions",
                         description="Train a small BPE SentencePiece model on the distinct instructions of one or "
                                     "more RLDS datasets\nplus a built-in corpus of prompt text "
-                                    "(wp_training.text_tokenizer), for tiny models, tests and demo\npolicies. Ids "
+                                    "(wp_training.data.text_tokenizer), for tiny models, tests and demo\npolicies. Ids "
                                     "follow PaliGemma's (pad 0, eos 1, bos 2, unk 3); production uses PaliGemma's "
                                     "own\ntokenizer.model.",
                         epilog="Example:\n  wp-data tokenizer --rlds data/sim_lift/sim_lift/1.0.0 "
@@ -175,8 +178,8 @@ def _stats(args) -> int:
 
 
 def _cache_features(args) -> int:
-    from wp_training.feature_cache import read_index, write_cache
-    from wp_training.train_config import load_train_config
+    from wp_training.engine.feature_cache import read_index, write_cache
+    from wp_training.engine.train_config import load_train_config
 
     if args.batch_size < 1 or args.rows_per_shard < 1:
         raise ValueError(f"--batch-size ({args.batch_size}) and --rows-per-shard ({args.rows_per_shard}) must be >= 1")
@@ -191,8 +194,8 @@ def _cache_features(args) -> int:
 
 
 def _tokenizer(args) -> int:
-    from wp_training.rlds_io import RldsReader
-    from wp_training.text_tokenizer import train_sentencepiece
+    from wp_training.data.rlds_reader import RldsReader
+    from wp_training.data.text_tokenizer import train_sentencepiece
 
     if args.vocab_size < 16:
         raise ValueError(f"--vocab-size must be >= 16, got {args.vocab_size}")

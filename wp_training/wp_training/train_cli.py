@@ -34,9 +34,9 @@ from pathlib import Path
 
 from wp_policy.config_io import ConfigError, parse_overrides
 from wp_policy.cli_help import HelpFormatter
-from wp_training.train_config import load_train_config, train_config_from_checkpoint
-from wp_training.train_state import CheckpointError
-from wp_training.train_task import TaskUnavailable, get_task
+from wp_training.engine.train_config import load_train_config, train_config_from_checkpoint
+from wp_training.engine.train_state import CheckpointError
+from wp_training.tasks.interface import TaskUnavailable, get_task
 
 SUBCOMMANDS = ("plan-memory", "export", "select")
 
@@ -79,7 +79,7 @@ def _setup_logging() -> None:
 
 
 def _run_train(argv: list[str]) -> int:
-    from wp_training.trainer import train
+    from wp_training.engine.trainer import train
 
     args = _train_parser().parse_args(argv)
     cfg = load_train_config(args.config, parse_overrides(args.overrides))
@@ -92,7 +92,7 @@ def _run_train(argv: list[str]) -> int:
 
 
 def _run_export(argv: list[str]) -> int:
-    from wp_training.trainer import export_checkpoint
+    from wp_training.engine.trainer import export_checkpoint
 
     args = _export_parser().parse_args(argv)
     overrides = parse_overrides(args.overrides)
@@ -112,13 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     try:
         if argv and argv[0] == "plan-memory":
-            from wp_training.memory_plan import main as plan_main
+            from wp_training.engine.memory_plan import main as plan_main
 
             return plan_main(argv[1:])
         if argv and argv[0] == "export":
             return _run_export(argv[1:])
         if argv and argv[0] == "select":
-            from wp_training.select_checkpoint import main as select_main
+            from wp_training.engine.select_checkpoint import main as select_main
 
             return select_main(argv[1:])
         return _run_train(argv)

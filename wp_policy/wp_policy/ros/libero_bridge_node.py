@@ -3,9 +3,13 @@
 The env is a LIBERO suite or a robosuite stand-in (``env`` param, a :mod:`wp_policy.sim.registry` name). The bridge
 publishes what a robot driver would (each camera view as a raw ``sensor_msgs/Image`` rgb8, lossless, and the 8-D
 state as ``JointState`` on the topics of the robot config), consumes the filler's command topics, and runs a finite
-list of episodes (``task_id`` x ``trials``); then it writes ``results.json`` and exits 0, which ends the graph under
-``wp-launch`` / ``ros2 launch`` (the bridge is the graph's ``ends_graph`` node). A failure (no command for
-``command_timeout_s``, a simulator error) exits 1 with one fatal line naming it.
+list of episodes (``task_id`` x ``trials``, planned like wp-eval's by :func:`wp_policy.sim.episodes.plan_specs`) with
+the one episode loop, :func:`wp_policy.sim.rollout.run_episode`, whose actor here takes each step's action from the
+graph. As each episode ends its record (wp-eval's episode file plus the bridge's counts) is appended to
+``episodes.jsonl`` (after a header line: env, config, tasks, number of episodes) and its summary is published;
+at the end it writes ``results_file`` (``results.json``) once and exits 0, which ends the graph under ``wp-launch``
+/ ``ros2 launch`` (the bridge is the graph's ``ends_graph`` node). A failure (no command for ``command_timeout_s``,
+a simulator error) exits 1 with one fatal line naming it.
 
 ``clock_mode:=lockstep`` (with ``use_sim_time:=true`` on every node): the bridge owns time. An episode is: reset,
 publish the instruction on /wp/instruction (latched, also when unchanged), wait ``instruction_lead_s`` (wall), run
@@ -14,9 +18,9 @@ state's stamp = :func:`wp_policy.sim.rollout.step_stamp_ns` (wait steps included
 uses, so the AE noise seeds agree), wait for the command stamped t_k on every command topic, step the env. Sim time
 restarts with every episode; the nodes see a new timeline when a stamp goes back by more than 1 s, so after an
 episode too short for that the bridge first sends an operator stop and one separator observation 1.5 s ahead (its
-command is discarded). The episode ends like the direct loop's (:func:`wp_policy.sim.rollout.run_episode`): on the
-env's success, after ``max_steps`` policy steps, or on a ``hold:stopped`` command (the policy's stop), so a graph
-episode and a direct one with the same policy files and seed execute the same actions.
+command is discarded). The loop ends the episode on the env's success, after ``max_steps`` policy steps, or on a
+``hold:stopped`` command (the policy's stop), so a graph episode and a direct one with the same policy files and
+seed execute the same actions.
 
 ``clock_mode:=wall`` (``use_sim_time:=false``, filler ``clock_mode:=wall``): latency studies. A wall-clock loop at
 the robot's control rate publishes observations stamped with the node clock and applies the newest command each
@@ -67,12 +71,13 @@ from wp_policy.ros.topics import (CLOCK_TOPIC, HOLD_FRAME_PREFIX, INSTRUCTION_TO
                                   camera_topic)
 from wp_policy.runtime.replan import ReplanConfig
 from wp_policy.safety import SafetyFilter
-from wp_policy.sim.base import SimUnavailableError
-from wp_policy.sim.eval_cli import EvalConfig, episode_specs, format_table, summarize
-from wp_policy.sim.protocol import NUM_WAIT_STEPS, RENDER_SIZE, WAIT_ACTION, video_filename
+from wp_policy.sim.base import SimObservation, SimUnavailableError
+from wp_policy.sim.episodes import (EPISODE_RECORDS, EpisodeResult, EpisodeSpec, append_record, format_table,
+                                    plan_specs, results_document, summarize, tasks_of, write_json)
+from wp_policy.sim.protocol import NUM_WAIT_STEPS, RENDER_SIZE
 from wp_policy.sim.recording import VIDEO_SIZE, EpisodeRecorder, check_video_size
 from wp_policy.sim.registry import SimEnvConfig, make_env
-from wp_policy.sim.rollout import EpisodeResult, EpisodeSpec, reset_episode, step_stamp_ns
+from wp_policy.sim.rollout import Actor, run_episode, step_stamp_ns
 
 RESULT_TOPIC = "/libero/episode_result"
 _JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
@@ -90,7 +95,9 @@ PARAMS = {  # name: (default, description)
     "clock_mode": ("lockstep", "lockstep: publish /clock and wait for every command; wall: real-time loop"),
     **{name: (default, f"the filler's {name}, recorded in the results")
        for name, (default, _) in policy_params.REPLAN.items()},
-    "output_dir": ("", "folder for results.json and the videos; empty: write nothing"),
+    "output_dir": ("", "folder for results.json, episodes.jsonl and the videos; empty: write nothing"),
+    "results_file": ("results.json", "the run's results in output_dir, written once at the end; empty: none (a "
+                                     "caller such as wp-demo writes them from episodes.jsonl)"),
     "record_video": (True, "one MP4 per episode (agentview + wrist, plan overlay; LIBERO naming) in output_dir"),
     "video_size": (VIDEO_SIZE, "pixels per view in the episode videos (even, 64..2048)"),
     "instruction": ("", "instruction override; empty: the task's own"),
@@ -123,6 +130,7 @@ class BridgeConfig:
     clock_mode: str = "lockstep"
     replan: ReplanConfig = field(default_factory=ReplanConfig)  # the filler's, recorded in the results
     output_dir: str = ""
+    results_file: str = "results.json"
     record_video: bool = True
     video_size: int = VIDEO_SIZE
     instruction: str = ""
@@ -160,19 +168,22 @@ class BridgeConfig:
         return self.image_size or RENDER_SIZE
 
 
-def plan_episodes(cfg: BridgeConfig) -> tuple[EvalConfig, list[EpisodeSpec]]:
-    """The run as wp-eval would plan it (same seeds, init states and budgets): its EvalConfig and episode list."""
-    with make_env(SimEnvConfig(env=cfg.env, image_size=cfg.render_size)) as env:  # builds no scene: cheap
-        names = [t.name for t in env.tasks]
-    if cfg.task_id >= len(names):
-        raise ValueError(f"task_id {cfg.task_id} is out of range: {cfg.env} has {len(names)} task(s) {names}")
-    config = EvalConfig(
-        env=SimEnvConfig(env=cfg.env, image_size=cfg.render_size),
-        policy_config="(the graph's planner and filler)",  # unused here: the models live in the other nodes
-        tasks=tuple(names) if cfg.task_id < 0 else (names[cfg.task_id],), trials_per_task=cfg.trials, seed=cfg.seed,
-        num_wait_steps=cfg.num_wait_steps, max_steps=cfg.max_steps, replan=cfg.replan,
-        record_video=cfg.record_video, video_size=cfg.video_size, output_dir=cfg.output_dir or ".")
-    return config, episode_specs(config)
+@dataclass(frozen=True)
+class BridgeRun:
+    """What the bridge's results are recorded and summarised with: the env as rendered, the tasks in run order and
+    the filler's replan settings."""
+
+    env: SimEnvConfig
+    tasks: tuple[str, ...]
+    replan: ReplanConfig
+
+
+def plan_episodes(cfg: BridgeConfig) -> tuple[BridgeRun, list[EpisodeSpec]]:
+    """The run as wp-eval would plan it (same seeds, init states and budgets); a ConfigError names a bad task_id."""
+    env = SimEnvConfig(env=cfg.env, image_size=cfg.render_size)
+    specs = plan_specs(env, () if cfg.task_id < 0 else (cfg.task_id,), cfg.trials, seed=cfg.seed,
+                       num_wait_steps=cfg.num_wait_steps, max_steps=cfg.max_steps)
+    return BridgeRun(env, tuple(tasks_of(specs)), cfg.replan), specs
 
 
 @dataclass
@@ -185,6 +196,113 @@ class _Command:
         """The filler's hold reason ("" for a model action)."""
         frames = [m.header.frame_id for m in self.parts.values()]
         return next((f.removeprefix(HOLD_FRAME_PREFIX) for f in frames if f.startswith(HOLD_FRAME_PREFIX)), "")
+
+
+class _GraphActor(Actor):
+    """Takes each policy step's action from the graph's commands, through a fresh SafetyFilter per episode (the
+    sim's inputs never go stale); counts holds. The two clock modes differ in when a command counts for a step."""
+
+    def __init__(self, node: LiberoBridgeNode):
+        self.node, self.robot, self.replan = node, node.robot, node.cfg.replan
+
+    def begin(self, spec: EpisodeSpec, instruction: str, recorder: EpisodeRecorder) -> None:
+        """Send the instruction, let it arrive; whatever arrived before it belongs to the last episode."""
+        node = self.node
+        node.instruction_pub.publish(String(data=instruction))
+        node._sleep(node.cfg.instruction_lead_s)
+        for q in (node._commands, node._plans):
+            _drain(q)
+        self.spec, self.recorder = spec, recorder
+        self.safety = SafetyFilter.from_robot(self.robot, obs_timeout=1e9, feedback_timeout=1e9)
+        self.holds: Counter = Counter()
+        self.steps: dict[int, int] = {}  # observation stamp -> policy step (to place the plans)
+
+    def _action(self, cmd: _Command | None, obs: SimObservation, now_s: float) -> np.ndarray | None:
+        """None for the filler's stop (``hold:stopped``: the direct loop stops there too), a hold while no command
+        has arrived (wall clock), else the checked command; plans that arrived meanwhile are recorded first."""
+        self.node._record_plans(self.recorder, self.steps)
+        reason = "no_command" if cmd is None else cmd.hold_reason
+        if reason == "stopped":
+            return None
+        if reason:
+            self.holds[reason] += 1
+        self.node.diag.count("steps")
+        if cmd is None:
+            return self.safety.hold("no_command").action
+        return self.node._checked(cmd, self.safety, obs.state, now_s, self.holds)
+
+
+class _LockstepActor(_GraphActor):
+    """Publishes /clock and each step's observation at :func:`step_stamp_ns` (the direct loop's stamps), then waits
+    for the command stamped with it. Sim time restarts every episode: after one too short for the nodes to see a
+    new timeline, a separator goes first (:meth:`LiberoBridgeNode._separate_timelines`)."""
+
+    def __init__(self, node: LiberoBridgeNode):
+        super().__init__(node)
+        self.last_stamp: int | None = None
+
+    def begin(self, spec: EpisodeSpec, instruction: str, recorder: EpisodeRecorder) -> None:
+        hz = self.robot.control_hz
+        first = step_stamp_ns(spec.num_wait_steps, hz)
+        if self.last_stamp is not None and self.last_stamp - first <= _JUMP_NS + 50_000_000:
+            self.node._separate_timelines(max(self.last_stamp + step_stamp_ns(0, hz), first + _SEPARATOR_NS))
+        super().begin(spec, instruction, recorder)
+        self.waits: list[float] = []
+
+    def wait_step(self, step: int) -> None:
+        self.node.clock_pub.publish(clock_msg(step_stamp_ns(step, self.robot.control_hz)))
+
+    def act(self, step: int, obs: SimObservation) -> np.ndarray | None:
+        node = self.node
+        stamp = self.last_stamp = step_stamp_ns(self.spec.num_wait_steps + step, self.robot.control_hz)
+        self.steps[stamp] = step
+        t0 = time.monotonic()
+        node._publish_obs(obs, stamp)
+        cmd = node._await_command(stamp, self.spec, step)
+        self.waits.append(cmd.received - t0)
+        node.diag.latency("command_wait", cmd.received - t0)
+        return self._action(cmd, obs, stamp * 1e-9)
+
+    def report(self) -> dict:
+        return {"holds": dict(self.holds), "command_wait_s": _percentiles(self.waits)}
+
+
+class _WallActor(_GraphActor):
+    """Paces the steps at the robot's control rate on the wall clock, observations stamped with the node clock,
+    and applies the newest complete command (a hold while none has arrived); a tick the simulator misses is
+    counted, not slept."""
+
+    def begin(self, spec: EpisodeSpec, instruction: str, recorder: EpisodeRecorder) -> None:
+        super().begin(spec, instruction, recorder)
+        self.ages: list[float] = []
+        self.parts: dict[str, JointState] = {}
+        self.latest: _Command | None = None
+        self.tick = 0.0
+
+    def act(self, step: int, obs: SimObservation) -> np.ndarray | None:
+        node = self.node
+        if step == 0:
+            self.tick = time.monotonic()
+        now_ns = node.get_clock().now().nanoseconds
+        self.steps[now_ns] = step
+        node._publish_obs(obs, now_ns)
+        self.tick += self.robot.control_period
+        if time.monotonic() > self.tick:
+            node.diag.count("late_ticks")
+            self.tick = time.monotonic()
+        node._sleep(max(0.0, self.tick - time.monotonic()))
+        while not node._commands.empty():
+            topic, msg, received = node._commands.get_nowait()
+            self.parts[topic] = msg
+            if topic == node.mapper.topics[-1] and len(self.parts) == len(node.mapper.topics):
+                self.latest, self.parts = _Command(self.parts, received), {}
+        if self.latest is not None and self.latest.hold_reason != "stopped":
+            self.ages.append(time.monotonic() - self.latest.received)
+            node.diag.latency("command_age", self.ages[-1])
+        return self._action(self.latest, obs, now_ns * 1e-9)
+
+    def report(self) -> dict:
+        return {"holds": dict(self.holds), "command_age_s": _percentiles(self.ages)}
 
 
 class LiberoBridgeNode(Node):
@@ -207,8 +325,8 @@ class LiberoBridgeNode(Node):
             raise ConfigError(f"the bridge reads {JOINT_STATE} commands (stamped, with a hold reason); "
                               f"ros.commands {other} use another msg_type")
         self.mapper = CommandMapper(robot)
-        self.eval_config, self.specs = plan_episodes(self.cfg)
-        self.env = make_env(self.eval_config.env)
+        self.run_info, self.specs = plan_episodes(self.cfg)
+        self.env = make_env(self.run_info.env)
         self.results: list[EpisodeResult] = []
         self._last_obs = None  # the latest published observation (the timeline separator repeats it)
         self.extras: list[dict] = []
@@ -238,17 +356,18 @@ class LiberoBridgeNode(Node):
 
     # ---- run ------------------------------------------------------------------------------------------------
     def run(self) -> None:
-        """Every episode in order, then results.json. Raises BridgeFailure when the run cannot go on."""
+        """Every episode in order (:func:`wp_policy.sim.rollout.run_episode` with this clock mode's actor), then
+        results.json. Raises BridgeFailure when the run cannot go on."""
+        self._start_records()
         self._wait_for_graph()
-        last_stamp = None
+        actor = _LockstepActor(self) if self.cfg.clock_mode == "lockstep" else _WallActor(self)
+        videos = Path(self.cfg.output_dir) / "videos" if self.cfg.record_video and self.cfg.output_dir else None
         for i, spec in enumerate(self.specs):
-            if self.cfg.clock_mode == "lockstep":
-                result, extra, last_stamp = self._lockstep_episode(spec, last_stamp)
-            else:
-                result, extra = self._wall_episode(spec)
+            result = run_episode(self.env, spec, actor, instruction=self.cfg.instruction, video_dir=videos,
+                                 video_size=self.cfg.video_size)
             self.results.append(result)
-            self.extras.append(extra)
-            self._report(i, result, extra)
+            self.extras.append(actor.report())
+            self._report(i, result, self.extras[-1])
         self._status = (OK, f"done: {sum(r.success for r in self.results)}/{len(self.results)} successes")
         self.diag.publish_now()
 
@@ -272,19 +391,6 @@ class LiberoBridgeNode(Node):
         self._sleep(self.cfg.settle_s)
         self._status = (OK, "running")
 
-    def _begin_episode(self, spec: EpisodeSpec):
-        """Reset, send the instruction, let it arrive; a fresh SafetyFilter (the sim's inputs never go stale) and
-        a fresh EpisodeRecorder."""
-        obs = reset_episode(self.env, spec)
-        instruction = self.cfg.instruction or self.env.task(spec.task).instruction
-        self.instruction_pub.publish(String(data=instruction))
-        self._sleep(self.cfg.instruction_lead_s)
-        for q in (self._commands, self._plans):  # whatever arrived before the instruction belongs to the last episode
-            _drain(q)
-        video = self.cfg.video_size if self.cfg.record_video and self.cfg.output_dir else None
-        recorder = EpisodeRecorder(self.env, self.robot, instruction, spec.max_steps, video)
-        return obs, SafetyFilter.from_robot(self.robot, obs_timeout=1e9, feedback_timeout=1e9), recorder
-
     def _record_plans(self, recorder: EpisodeRecorder, steps: dict[int, int]) -> None:
         """Plans that arrived so far, each at the step of the observation it was made from (``steps``: stamp ->
         policy step of this episode); plans for other observations (earlier episodes, the separator) are dropped."""
@@ -297,44 +403,6 @@ class LiberoBridgeNode(Node):
             if plan is not None:
                 recorder.add_plan(steps[stamp], plan)
 
-    def _lockstep_episode(self, spec: EpisodeSpec, last_stamp: int | None):
-        hz = self.robot.control_hz
-        first = step_stamp_ns(spec.num_wait_steps, hz)
-        if last_stamp is not None and last_stamp - first <= _JUMP_NS + 50_000_000:
-            self._separate_timelines(max(last_stamp + step_stamp_ns(0, hz), first + _SEPARATOR_NS))
-        started = time.perf_counter()
-        obs, safety, recorder = self._begin_episode(spec)
-        for w in range(spec.num_wait_steps):
-            self.clock_pub.publish(clock_msg(step_stamp_ns(w, hz)))
-            obs = self.env.step(WAIT_ACTION).obs
-        actions, holds, waits, steps = [], Counter(), [], {}
-        termination, stamp = "max_steps", first
-        for k in range(spec.max_steps):
-            stamp = step_stamp_ns(spec.num_wait_steps + k, hz)
-            steps[stamp] = k
-            t0 = time.monotonic()
-            self._publish_obs(obs, stamp)
-            cmd = self._await_command(stamp, spec, k)
-            waits.append(cmd.received - t0)
-            self.diag.latency("command_wait", cmd.received - t0)
-            self._record_plans(recorder, steps)
-            recorder.observe(k, obs)
-            if cmd.hold_reason == "stopped":  # the policy stopped: the direct loop ends here too
-                termination = "stopped"
-                break
-            if cmd.hold_reason:
-                holds[cmd.hold_reason] += 1
-            action = self._checked(cmd, safety, obs.state, stamp * 1e-9, holds)
-            step = self.env.step(action)
-            actions.append(action)
-            self.diag.count("steps")
-            obs = step.obs
-            if step.done:
-                termination = "success"
-                break
-        extra = {"holds": dict(holds), "command_wait_s": _percentiles(waits)}
-        return self._finish(spec, termination, actions, recorder, obs, started), extra, stamp
-
     def _separate_timelines(self, stamp_ns: int) -> None:
         """After a short episode: a stop, then one observation far enough ahead that the next episode's first
         stamp is a > 1 s backward jump for every node (a new timeline); its command is discarded."""
@@ -343,55 +411,6 @@ class LiberoBridgeNode(Node):
         self._sleep(self.cfg.instruction_lead_s)
         self._publish_obs(self._last_obs, stamp_ns)
         self._await_command(stamp_ns, None, -1)
-
-    def _wall_episode(self, spec: EpisodeSpec):
-        period = self.robot.control_period
-        started = time.perf_counter()
-        obs, safety, recorder = self._begin_episode(spec)
-        for _ in range(spec.num_wait_steps):
-            obs = self.env.step(WAIT_ACTION).obs
-        actions, holds, ages, steps = [], Counter(), [], {}
-        parts: dict[str, JointState] = {}
-        latest: _Command | None = None
-        termination = "max_steps"
-        tick = time.monotonic()
-        for k in range(spec.max_steps):
-            now_ns = self.get_clock().now().nanoseconds
-            steps[now_ns] = k
-            self._publish_obs(obs, now_ns)
-            tick += period
-            if time.monotonic() > tick:  # the simulator is slower than real time: no sleep, counted
-                self.diag.count("late_ticks")
-                tick = time.monotonic()
-            self._sleep(max(0.0, tick - time.monotonic()))
-            while not self._commands.empty():  # newest complete command wins
-                topic, msg, received = self._commands.get_nowait()
-                parts[topic] = msg
-                if topic == self.mapper.topics[-1] and len(parts) == len(self.mapper.topics):
-                    latest, parts = _Command(parts, received), {}
-            self._record_plans(recorder, steps)
-            recorder.observe(k, obs)
-            if latest is None:
-                holds["no_command"] += 1
-                action = safety.hold("no_command").action
-            else:
-                if latest.hold_reason == "stopped":
-                    termination = "stopped"
-                    break
-                if latest.hold_reason:
-                    holds[latest.hold_reason] += 1
-                ages.append(time.monotonic() - latest.received)
-                self.diag.latency("command_age", ages[-1])
-                action = self._checked(latest, safety, obs.state, now_ns * 1e-9, holds)
-            step = self.env.step(action)
-            actions.append(action)
-            self.diag.count("steps")
-            obs = step.obs
-            if step.done:
-                termination = "success"
-                break
-        extra = {"holds": dict(holds), "command_age_s": _percentiles(ages)}
-        return self._finish(spec, termination, actions, recorder, obs, started), extra
 
     # ---- pieces ---------------------------------------------------------------------------------------------
     def _publish_obs(self, obs, stamp_ns: int) -> None:
@@ -454,23 +473,6 @@ class LiberoBridgeNode(Node):
         self.get_logger().warning(f"rejected command: {why}; holding", throttle_duration_sec=1.0)
         self.diag.alert()
 
-    def _finish(self, spec: EpisodeSpec, termination: str, actions, recorder: EpisodeRecorder, obs,
-                started: float) -> EpisodeResult:
-        success = termination == "success"
-        if termination != "stopped":  # the stop tick's observation is already the last one
-            recorder.observe(len(actions), obs)
-        video = None
-        if recorder.video_size is not None:
-            path = Path(self.cfg.output_dir) / "videos" / video_filename(spec.task, spec.trial, success)
-            video = str(recorder.write_video(path, termination))
-        return EpisodeResult(
-            task=spec.task, trial=spec.trial, seed=spec.seed, success=success, steps=len(actions),
-            termination=termination,
-            actions=np.stack(actions) if actions else np.zeros((0, self.robot.action.dim)),
-            video=video, **self.cfg.replan.params(),
-            init_state=spec.init_state, num_plans=len(recorder.plans),
-            episode_s=time.perf_counter() - started, proprio=recorder.proprio, plans=recorder.plans)
-
     def _report(self, index: int, result: EpisodeResult, extra: dict) -> None:
         self.diag.count("episodes")
         self.diag.count("successes", int(result.success))
@@ -478,6 +480,8 @@ class LiberoBridgeNode(Node):
                                                                           "fill_latency_s")}
         summary |= {"index": index, "of": len(self.specs), **extra}
         self.result_pub.publish(String(data=json.dumps(summary)))
+        if self.cfg.output_dir:
+            append_record(Path(self.cfg.output_dir) / EPISODE_RECORDS, self._record(index))
         self.get_logger().info(
             f"episode {index + 1}/{len(self.specs)} {result.task} t{result.trial}: {result.termination} after "
             f"{result.steps} steps ({result.episode_s:.1f} s)")
@@ -485,19 +489,33 @@ class LiberoBridgeNode(Node):
 
     def summary(self) -> dict:
         """wp-eval's summary (per-task and overall success rates, terminations) of the episodes run so far."""
-        return summarize(self.results, list(self.eval_config.tasks))
+        return summarize(self.results, list(self.run_info.tasks))
+
+    def _record(self, index: int) -> dict:
+        """Episode ``index``'s record in results.json and episodes.jsonl: wp-eval's episode file plus the bridge's
+        own counts."""
+        return self.results[index].to_json() | {"bridge": self.extras[index]}
+
+    def _start_records(self) -> None:
+        """episodes.jsonl, started afresh: a header (env, config, tasks, number of episodes) that the episodes'
+        lines follow as they end, so a caller (wp-demo) follows the run and can write its results from data."""
+        if not self.cfg.output_dir:
+            return
+        out = Path(self.cfg.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / EPISODE_RECORDS).unlink(missing_ok=True)
+        append_record(out / EPISODE_RECORDS, {"env": self.cfg.env, "config": asdict(self.cfg),
+                                              "tasks": list(self.run_info.tasks), "episodes": len(self.specs)})
 
     def write_results(self) -> Path | None:
-        if not self.cfg.output_dir:
+        """``results_file`` in output_dir, once, with the episodes run (all, or those before a failure)."""
+        if not (self.cfg.output_dir and self.cfg.results_file):
             return None
         out = Path(self.cfg.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        data = {"env": self.cfg.env, "config": asdict(self.cfg), **self.summary(),
-                "episodes": [r.to_json() | {"bridge": e} for r, e in zip(self.results, self.extras)]}
-        tmp = out / "results.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(out / "results.json")
-        return out / "results.json"
+        doc = results_document(self.cfg.env, asdict(self.cfg), list(self.run_info.tasks), self.results,
+                               [self._record(i) for i in range(len(self.results))])
+        return write_json(out / self.cfg.results_file, doc)
 
     def report_failure(self, why: str) -> None:
         """The run cannot go on: one fatal line, and ERROR on /diagnostics."""

@@ -7,7 +7,7 @@
            -> clip [-1, 1] -> unnormalise -> action_to_execution -> actions the robot receives
 
 Every model input is built by :mod:`wp_policy.transforms`, the functions the training datasets
-(``wp_training.vlm_dataset`` / ``ae_dataset``) call too, with the same stats file for both models; only the
+(``wp_training.datasets.vlm_dataset`` / ``ae_dataset``) call too, with the same stats file for both models; only the
 tolerance check on out-of-range proprio readings (:meth:`WaypointPolicy.normalized_proprio`) is the runtime's own.
 Waypoints leave :meth:`WaypointPolicy.plan` in physical units because that is how they travel on /wp/waypoints;
 :meth:`WaypointPolicy.fill` takes them back in the same units, so the direct loop and the ROS graph normalise

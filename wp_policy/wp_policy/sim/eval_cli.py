@@ -3,8 +3,9 @@
     wp-eval --config configs/eval/eval_lift.yaml
     wp-eval --config configs/eval/eval_lift.yaml --set trials_per_task=5 --set workers=2 --output-dir runs/eval/try
 
-Episodes (tasks x trials) are spread over ``workers`` spawned processes; each builds its env and policy once and runs
-:func:`wp_policy.sim.rollout.run_episode`. Every finished episode is written to ``<output_dir>/episodes/<task>_t<i>
+Episodes (tasks x trials, planned by :func:`wp_policy.sim.episodes.plan_specs`) are spread over ``workers`` spawned
+processes; each builds its env and policy once and runs :func:`wp_policy.sim.rollout.run_episode` with a
+:class:`~wp_policy.sim.rollout.PolicyActor`. Every finished episode is written to ``<output_dir>/episodes/<task>_t<i>
 .json`` at once, so an interrupted run resumes where it stopped (finished episodes are skipped; a changed config is
 refused unless ``--overwrite``). At the end: ``results.json`` (per-episode records, per-task and overall success
 rates, terminations per reason, latencies), a printed table, ``success_rate.png`` and one MP4 per episode under
@@ -31,8 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
-
 from wp_policy.cli_help import HelpFormatter
 from wp_policy.config_io import ConfigError, load_config, parse_overrides, to_dict
 from wp_policy.process_utils import die_with_parent
@@ -40,9 +39,10 @@ from wp_policy.runtime.policy import PolicyConfig, load_policy_config
 from wp_policy.runtime.replan import MOVED_KEYS, ReplanConfig
 from wp_policy.sim.protocol import EVAL_SEED, NUM_TRIALS_PER_TASK, NUM_WAIT_STEPS
 from wp_policy.sim.base import SimUnavailableError
-from wp_policy.sim.recording import TERMINATIONS, VIDEO_SIZE, check_video_size
+from wp_policy.sim.episodes import (EpisodeResult, EpisodeSpec, format_table, plan_specs, results_document,
+                                    summary_record, tasks_of, write_json)
+from wp_policy.sim.recording import VIDEO_SIZE, check_video_size
 from wp_policy.sim.registry import SimEnvConfig, backend_of, make_env
-from wp_policy.sim.rollout import EpisodeResult, EpisodeSpec
 
 RESULTS_FILE = "results.json"
 CHART_FILE = "success_rate.png"
@@ -120,28 +120,9 @@ def load_eval_config(path: str | Path, overrides: dict | None = None) -> tuple[E
 # ---- planning the episodes -------------------------------------------------------------------------------------
 def episode_specs(config: EvalConfig) -> list[EpisodeSpec]:
     """Every episode of the run in a stable order; checks task names against the env (no simulator started)."""
-    with make_env(config.env) as env:  # builds no scene yet: cheap, and LIBERO's missing files fail here
-        known = {t.name: t for t in env.tasks}
-        tasks = config.tasks or tuple(known)
-        unknown = [t for t in (*tasks, *config.max_steps_per_task) if t not in known]
-        if unknown:
-            raise ConfigError(f"unknown task(s) {unknown} for env {config.env.env!r}; known: {list(known)}")
-        if config.uses_init_states:
-            for task in tasks:
-                available = len(env.init_states(task))
-                if config.trials_per_task > available:
-                    raise ConfigError(f"trials_per_task {config.trials_per_task} > the {available} init states of "
-                                      f"task {task!r}")
-    specs = []
-    for task in tasks:
-        budget = config.max_steps_per_task.get(task) or config.max_steps or known[task].max_steps
-        for trial in range(config.trials_per_task):
-            if config.uses_init_states:
-                seed, init_state = None, trial
-            else:
-                seed, init_state = (config.seeds[trial] if config.seeds else config.seed + trial), None
-            specs.append(EpisodeSpec(task, trial, seed, init_state, budget, config.num_wait_steps))
-    return specs
+    return plan_specs(config.env, config.tasks, config.trials_per_task, seed=config.seed, seeds=config.seeds,
+                      num_wait_steps=config.num_wait_steps, max_steps=config.max_steps,
+                      max_steps_per_task=config.max_steps_per_task)
 
 
 def check_policy_files(policy: PolicyConfig) -> None:
@@ -202,7 +183,7 @@ def _init_worker(config: EvalConfig, policy: PolicyConfig, output_dir: str, thre
 
 
 def _run_in_worker(spec: EpisodeSpec) -> dict:
-    from wp_policy.sim.rollout import run_episode
+    from wp_policy.sim.rollout import PolicyActor, run_episode
 
     w = _WORKER
     if "env" not in w:
@@ -215,7 +196,8 @@ def _run_in_worker(spec: EpisodeSpec) -> dict:
         w["env"] = make_env(w["config"].env)
     cfg: EvalConfig = w["config"]
     video_dir = w["output_dir"] / "videos" if cfg.record_video else None
-    result = run_episode(w["env"], w["policy"], spec, cfg.replan, record_video=video_dir, video_size=cfg.video_size)
+    result = run_episode(w["env"], spec, PolicyActor(w["policy"], cfg.replan), video_dir=video_dir,
+                         video_size=cfg.video_size)
     result.save(episode_path(w["output_dir"], spec))
     return summary_record(result)
 
@@ -253,81 +235,6 @@ def run_episodes(config: EvalConfig, policy: PolicyConfig, specs: list[EpisodeSp
 
 
 # ---- results ---------------------------------------------------------------------------------------------------
-def summary_record(result: EpisodeResult) -> dict:
-    """An episode's record in results.json: everything but the per-step arrays (actions, proprio, plans: they stay
-    in its episode file, which ``wp-eval plot`` reads)."""
-    data = result.to_json()
-    for key in ("actions", "proprio", "plans"):
-        data.pop(key)
-    return data
-
-
-def _latency_stats(values: list[float]) -> dict:
-    if not values:
-        return {"count": 0}
-    arr = np.asarray(values, dtype=np.float64)
-    return {"count": int(arr.size), "mean_s": float(arr.mean()), "p50_s": float(np.percentile(arr, 50)),
-            "p90_s": float(np.percentile(arr, 90)), "max_s": float(arr.max())}
-
-
-def _terminations(results: list[EpisodeResult]) -> dict[str, int]:
-    """Episodes per termination reason: every known reason (0 if none), then any other reason recorded."""
-    counts = {t: 0 for t in TERMINATIONS}
-    for r in results:
-        counts[r.termination] = counts.get(r.termination, 0) + 1
-    return counts
-
-
-def summarize(results: list[EpisodeResult], tasks: list[str]) -> dict:
-    """Per-task and overall success rates, terminations per reason, latencies (tasks in run order)."""
-    per_task = {}
-    for task in tasks:
-        rs = [r for r in results if r.task == task]
-        n, ok = len(rs), sum(r.success for r in rs)
-        per_task[task] = {"episodes": n, "successes": ok, "success_rate": ok / n if n else 0.0,
-                          "mean_steps": float(np.mean([r.steps for r in rs])) if rs else 0.0,
-                          "terminations": _terminations(rs)}
-    n, ok = len(results), sum(r.success for r in results)
-    return {
-        "per_task": per_task,
-        "overall": {"episodes": n, "successes": ok, "success_rate": ok / n if n else 0.0,
-                    "task_mean_success_rate": float(np.mean([v["success_rate"] for v in per_task.values()]))
-                    if per_task else 0.0},
-        "terminations": _terminations(results),
-        "latency": {"plan": _latency_stats([x for r in results for x in r.plan_latency_s]),
-                    "fill": _latency_stats([x for r in results for x in r.fill_latency_s])},
-    }
-
-
-def format_table(summary: dict) -> str:
-    """The printed table: per task the episodes, successes, rate, mean policy steps and how the episodes ended
-    (one column per termination reason: success, stopped = the policy predicted stop, max_steps = budget spent)."""
-    per_task, o = summary["per_task"], summary["overall"]
-    overall_ends = summary.get("terminations") or {}
-    reasons = list(dict.fromkeys([*TERMINATIONS, *overall_ends,
-                                  *(k for v in per_task.values() for k in v.get("terminations", {}))]))
-    width = max([len("task"), len("overall"), *(len(t) for t in per_task)])
-    cols = [max(len(r), 5) for r in reasons]
-    ends_head = "  ".join(f"{r:>{c}}" for r, c in zip(reasons, cols))
-
-    def ends(counts: dict) -> str:
-        return "  ".join(f"{counts.get(r, 0) if counts else '-':>{c}}" for r, c in zip(reasons, cols))
-
-    head = f"{'task':<{width}}  episodes  successes  success  mean steps | {ends_head}"
-    rule = "-" * len(head)
-    lines = [f"{'':<{width + 41}}| episodes that ended in", head, rule]
-    lines += [f"{t:<{width}}  {v['episodes']:>8}  {v['successes']:>9}  {v['success_rate']:>6.1%}  "
-              f"{v['mean_steps']:>10.1f} | {ends(v.get('terminations', {}))}" for t, v in per_task.items()]
-    lines += [rule, f"{'overall':<{width}}  {o['episodes']:>8}  {o['successes']:>9}  {o['success_rate']:>6.1%}  "
-              f"{'':>10} | {ends(overall_ends)}"]
-    lat = summary["latency"]
-    for name in ("plan", "fill"):
-        if lat[name]["count"]:
-            lines.append(f"{name} latency: mean {lat[name]['mean_s'] * 1e3:.1f} ms, p90 "
-                         f"{lat[name]['p90_s'] * 1e3:.1f} ms over {lat[name]['count']} calls")
-    return "\n".join(lines)
-
-
 def write_chart(summary: dict, path: Path, title: str) -> Path:
     """Horizontal bar chart of per-task success rates plus the overall rate (PNG, matplotlib Agg)."""
     import matplotlib
@@ -358,13 +265,10 @@ def collect_results(specs: list[EpisodeSpec], output_dir: Path) -> list[EpisodeR
 def write_results(config: EvalConfig, policy: PolicyConfig, specs: list[EpisodeSpec], output_dir: Path) -> dict:
     """results.json + success_rate.png from the episode files; returns the summary."""
     results = collect_results(specs, output_dir)
-    tasks = list(dict.fromkeys(s.task for s in specs))
-    summary = summarize(results, tasks)
-    doc = {"env": config.env.env, "policy": to_dict(policy), "config": to_dict(config), **summary,
-           "episodes": [summary_record(r) for r in results]}
-    tmp = output_dir / (RESULTS_FILE + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(output_dir / RESULTS_FILE)
+    doc = results_document(config.env.env, to_dict(config), tasks_of(specs), results,
+                           [summary_record(r) for r in results], policy=to_dict(policy))
+    write_json(output_dir / RESULTS_FILE, doc)
+    summary = {k: doc[k] for k in ("per_task", "overall", "terminations", "latency")}
     write_chart(summary, output_dir / CHART_FILE, f"{config.env.env} ({config.replan.mode})")
     return summary
 

@@ -1,8 +1,10 @@
-"""The direct (no-ROS) episode loop: a :class:`SimEnv`, a :class:`WaypointPolicy` and a :class:`WaypointRunner`.
+"""The one episode loop: :func:`run_episode` runs a :class:`SimEnv` episode whose actions an :class:`Actor` decides.
 
-This is the one definition of "an evaluation episode"; ``wp-eval`` runs it in worker processes and the LIBERO ROS
-bridge reuses its pieces (stamps, the observation conversion, the spec/result records), so a ROS-graph episode and a
-direct episode with the same policy files and seed execute the same actions.
+``wp-eval`` runs it with a :class:`PolicyActor` (the policy in-process); the LIBERO ROS bridge runs it with actors
+that take the action from the ROS graph (lock-step: the command for this step's observation; wall-clock: the newest
+command at the control rate). The bookkeeping (reset, wait steps, budget, success, stop, per-step records, video)
+exists only here, so a ROS-graph episode and a direct episode with the same policy files and seed execute the same
+actions.
 
 Interface (stable; other modules code against it):
 
@@ -12,21 +14,20 @@ Interface (stable; other modules code against it):
   exactly these values, so the AE noise seeds (:func:`wp_policy.runtime.policy.fill_seed`) agree.
 - ``sim_obs_to_obsset(obs, robot, stamp_ns) -> ObsSet``: the robot config's camera views, resized-with-pad to
   ``robot.image_size`` (what the aggregator node does on arrival), proprio ``float64`` via ``robot.select_proprio``.
-- ``EpisodeSpec(task, trial, seed, init_state, max_steps, num_wait_steps)``: one episode to run; ``init_state`` is a
-  row index into the env's fixed init states (LIBERO) or None for a seeded reset.
-- ``EpisodeResult``: what happened (``success``, policy ``steps``, ``termination``, ``actions`` float64 [steps, 7],
-  the observed ``proprio`` [steps + 1, P] and every plan with the step it was made at, plan/fill latencies in
-  seconds, video path); ``to_json()`` / ``from_json()`` round-trip it exactly.
+- ``EpisodeSpec`` / ``EpisodeResult``: defined in :mod:`wp_policy.sim.episodes`, re-exported here.
 - ``reset_episode(env, spec) -> SimObservation``: the spec's start (init-state row, else seeded reset).
-- ``run_episode(env, policy, spec, replan=ReplanConfig(), record_video=None, video_size=VIDEO_SIZE)``
-  (:class:`wp_policy.runtime.replan.ReplanConfig`, the same settings the filler node takes); the video is
+- ``run_episode(env, spec, actor, instruction="", video_dir=None, video_size=VIDEO_SIZE)``; the video is
   :mod:`wp_policy.sim.recording`'s.
+- ``PolicyActor(policy, replan=ReplanConfig())`` (:class:`wp_policy.runtime.replan.ReplanConfig`, the same settings
+  the filler node takes).
 - ``write_video(frames, path, fps=VIDEO_FPS)``: an H.264 MP4 through imageio-ffmpeg.
 
-The loop: reset (seeded or from an init state), ``num_wait_steps`` x ``WAIT_ACTION`` so objects settle, then per
-control step: build the ObsSet, plan when the runner needs one (or wants one early in lookahead mode), take the
-runner's action, step the env. It ends on the env's success (``termination="success"``), after ``max_steps`` policy
-steps (``"max_steps"``), or when the policy predicts a stop (``"stopped"``).
+The loop: reset (seeded or from an init state), ``actor.begin``, ``num_wait_steps`` x ``WAIT_ACTION`` so objects
+settle (``actor.wait_step`` before each), then per policy step k: ``actor.act(k, obs)`` (the direct actor builds the
+ObsSet, plans when the runner needs one or wants one early, takes the runner's action), record the observation, step
+the env. It ends on the env's success (``termination="success"``), after ``max_steps`` policy steps
+(``"max_steps"``), or when the actor returns None, the policy's stop (``"stopped"``). The final observation is
+recorded once more unless the episode stopped (the stop step's observation is already the last).
 
 Stop plans end the episode as a failure, decided on purpose: in the ROS graph a stop holds the robot and the planner
 stays silent until a new instruction arrives, so nothing the policy does afterwards can change the outcome; holding
@@ -36,11 +37,8 @@ task is already solved cannot happen: success ends the episode first.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -50,12 +48,12 @@ from wp_policy.robot_config import RobotConfig
 from wp_policy.runtime.replan import ReplanConfig
 from wp_policy.runtime.runner import WaypointRunner
 from wp_policy.sim.base import SimEnv, SimObservation
+from wp_policy.sim.episodes import EpisodeResult, EpisodeSpec, Termination
 from wp_policy.sim.protocol import WAIT_ACTION, video_filename
-from wp_policy.sim.recording import VIDEO_SIZE, EpisodeRecorder, PlanRecord, write_video
+from wp_policy.sim.recording import VIDEO_SIZE, EpisodeRecorder, write_video
 
-Termination = Literal["success", "max_steps", "stopped"]
-__all__ = ["EpisodeResult", "EpisodeSpec", "reset_episode", "run_episode", "sim_obs_to_obsset", "step_stamp_ns",
-           "write_video"]
+__all__ = ["Actor", "EpisodeResult", "EpisodeSpec", "PolicyActor", "reset_episode", "run_episode",
+           "sim_obs_to_obsset", "step_stamp_ns", "write_video"]
 
 
 def step_stamp_ns(step: int, control_hz: float) -> int:
@@ -79,144 +77,94 @@ def sim_obs_to_obsset(obs: SimObservation, robot: RobotConfig, stamp_ns: int) ->
     return ObsSet(stamp_ns=int(stamp_ns), images=images, proprio=proprio)
 
 
-@dataclass(frozen=True)
-class EpisodeSpec:
-    """One evaluation episode. ``max_steps`` counts policy steps; the wait steps come on top (LIBERO protocol)."""
+class Actor:
+    """Decides each policy step's action; :func:`run_episode` does the rest of the episode's bookkeeping.
 
-    task: str
-    trial: int
-    seed: int | None = None  # seeded reset (robosuite stand-ins); LIBERO seeds its env once and uses init states
-    init_state: int | None = None  # row of the env's fixed init states (LiberoEnv.init_states); wins over seed
-    max_steps: int = 100
-    num_wait_steps: int = 10
+    Set ``robot`` (and ``replan``, recorded in the result) and implement :meth:`act`; the other hooks default to
+    doing nothing. :class:`PolicyActor` runs the policy in this process; the LIBERO bridge node's actors get the
+    action from the ROS graph (lock-step or wall-clock).
+    """
 
-    def __post_init__(self):
-        if self.trial < 0:
-            raise ValueError(f"trial must be >= 0, got {self.trial}")
-        if self.max_steps <= 0:
-            raise ValueError(f"max_steps must be positive, got {self.max_steps}")
-        if self.num_wait_steps < 0:
-            raise ValueError(f"num_wait_steps must be >= 0, got {self.num_wait_steps}")
-        if self.init_state is not None and self.init_state < 0:
-            raise ValueError(f"init_state must be a row index >= 0, got {self.init_state}")
+    robot: RobotConfig
+    replan: ReplanConfig = ReplanConfig()
 
-    @property
-    def key(self) -> str:
-        """File-name safe identity of the episode (task + trial), used for resumable result files."""
-        return video_filename(self.task, self.trial, True).removeprefix("rollout_").removesuffix("_success.mp4")
+    def begin(self, spec: EpisodeSpec, instruction: str, recorder: EpisodeRecorder) -> None:
+        """After the reset, before the wait steps: start this episode's state (plans go to ``recorder``)."""
+
+    def wait_step(self, step: int) -> None:
+        """Before wait step ``step`` (0-based) is simulated."""
+
+    def act(self, step: int, obs: SimObservation) -> np.ndarray | None:
+        """The action for policy step ``step`` from ``obs``, or None when the policy stopped; plans made for this
+        step are in the recorder before it returns (the step's video frame shows them)."""
+        raise NotImplementedError
+
+    def latencies(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """This episode's (plan, fill) wall seconds per model call; empty where the models run elsewhere."""
+        return (), ()
 
 
-@dataclass(frozen=True)
-class EpisodeResult:
-    task: str
-    trial: int
-    seed: int | None
-    success: bool
-    steps: int  # policy steps executed (wait steps excluded)
-    termination: Termination
-    actions: np.ndarray  # float64 [steps, action_dim], exactly what the env received
-    plan_latency_s: tuple[float, ...] = ()  # one per policy.plan call
-    fill_latency_s: tuple[float, ...] = ()  # one per policy.fill call
-    video: str | None = None
-    replan_mode: str = "after_last"
-    pairs_per_plan: int = 0  # pairs of each plan that ran before the next plan (0: all)
-    plan_lead_s: float | None = None  # the ReplanConfig's leads (None: a record from before they were recorded)
-    fill_lead_s: float | None = None
-    init_state: int | None = None
-    num_plans: int = 0
-    episode_s: float = 0.0  # wall time of the whole episode (reset, wait steps, policy steps, video)
-    proprio: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # float64 [steps + 1, P] observed
-    plans: tuple[PlanRecord, ...] = ()  # every plan loaded, with the policy step it was made at
+class PolicyActor(Actor):
+    """The policy in this process (what ``wp-eval`` runs): a :class:`WaypointRunner` with ``replan`` (the settings
+    the filler node takes), plans and fills computed synchronously and timed."""
 
-    def to_json(self) -> dict:
-        """Plain JSON data; floats survive the round trip exactly (Python's repr is shortest round-trip)."""
-        out = asdict(self)
-        out["actions"] = np.asarray(self.actions, dtype=np.float64).tolist()
-        out["plan_latency_s"] = list(self.plan_latency_s)
-        out["fill_latency_s"] = list(self.fill_latency_s)
-        out["proprio"] = np.asarray(self.proprio, dtype=np.float64).tolist()
-        out["plans"] = [p.to_json() for p in self.plans]
+    def __init__(self, policy, replan: ReplanConfig = ReplanConfig()):
+        self.policy, self.replan, self.robot = policy, replan, policy.robot
+
+    def begin(self, spec: EpisodeSpec, instruction: str, recorder: EpisodeRecorder) -> None:
+        self._wait_steps, self._instruction, self._recorder = spec.num_wait_steps, instruction, recorder
+        self._plan_s: list[float] = []
+        self._fill_s: list[float] = []
+        self._runner = WaypointRunner(self._fill, self.replan.strategy(self.robot.control_hz))
+
+    def act(self, step: int, obs: SimObservation) -> np.ndarray | None:
+        stamp = step_stamp_ns(self._wait_steps + step, self.robot.control_hz)
+        obs_set = sim_obs_to_obsset(obs, self.robot, stamp)
+        runner = self._runner
+        if runner.needs_plan:
+            self._load_plan(obs_set, step)
+        action = runner.step(obs_set)
+        if action is not None and runner.wants_early_plan:
+            self._load_plan(obs_set, step)
+        return action  # None: a stop plan (first waypoint, or a later d = 0 reached)
+
+    def latencies(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return tuple(self._plan_s), tuple(self._fill_s)
+
+    def _load_plan(self, obs_set: ObsSet, step: int) -> None:
+        self._runner.request_plan()
+        t0 = time.perf_counter()
+        plan = self.policy.plan(obs_set, self._instruction)
+        self._plan_s.append(time.perf_counter() - t0)
+        self._runner.load_plan(plan)
+        self._recorder.add_plan(step, plan)
+
+    def _fill(self, obs_set: ObsSet, start: np.ndarray, end: np.ndarray, duration: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = self.policy.fill(obs_set, self._instruction, start, end, duration)
+        self._fill_s.append(time.perf_counter() - t0)
         return out
 
-    @classmethod
-    def from_json(cls, data: dict) -> EpisodeResult:
-        """The inverse of :meth:`to_json`; records written before ``proprio`` and ``plans`` existed load too."""
-        data = dict(data)
-        actions = np.asarray(data.pop("actions"), dtype=np.float64)
-        if actions.size == 0:
-            actions = actions.reshape(0, len(WAIT_ACTION))
-        proprio = np.asarray(data.pop("proprio", []), dtype=np.float64)
-        if proprio.size == 0:
-            proprio = proprio.reshape(0, 0)
-        dim = proprio.shape[1]
-        plans = tuple(PlanRecord.from_json(p, dim) for p in data.pop("plans", []))
-        return cls(actions=actions, plan_latency_s=tuple(data.pop("plan_latency_s")),
-                   fill_latency_s=tuple(data.pop("fill_latency_s")), proprio=proprio, plans=plans, **data)
 
-    def save(self, path: str | Path) -> Path:
-        """Write atomically (temp file + rename): an interrupted run never leaves a half-written record."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_json()))
-        tmp.replace(path)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> EpisodeResult:
-        return cls.from_json(json.loads(Path(path).read_text()))
-
-
-@dataclass
-class _Timings:
-    plan: list[float] = field(default_factory=list)
-    fill: list[float] = field(default_factory=list)
-
-
-def run_episode(env: SimEnv, policy, spec: EpisodeSpec, replan: ReplanConfig = ReplanConfig(),
-                record_video: str | Path | None = None, video_size: int = VIDEO_SIZE) -> EpisodeResult:
-    """Run one episode (see the module docstring); ``record_video``: folder for the episode's MP4, or None;
-    ``video_size``: pixels per view in the video."""
+def run_episode(env: SimEnv, spec: EpisodeSpec, actor: Actor, *, instruction: str = "",
+                video_dir: str | Path | None = None, video_size: int = VIDEO_SIZE) -> EpisodeResult:
+    """Run one episode (see the module docstring); ``instruction``: empty for the task's own; ``video_dir``: folder
+    for the episode's MP4, or None; ``video_size``: pixels per view in the video."""
     started = time.perf_counter()
-    robot: RobotConfig = policy.robot
-    instruction = env.task(spec.task).instruction
-    timings = _Timings()
-
-    def fill(o: ObsSet, start: np.ndarray, end: np.ndarray, duration: int) -> np.ndarray:
-        t0 = time.perf_counter()
-        out = policy.fill(o, instruction, start, end, duration)
-        timings.fill.append(time.perf_counter() - t0)
-        return out
-
-    def plan(o: ObsSet):
-        t0 = time.perf_counter()
-        out = policy.plan(o, instruction)
-        timings.plan.append(time.perf_counter() - t0)
-        return out
-
-    runner = WaypointRunner(fill, replan.strategy(robot.control_hz))
-    recorder = EpisodeRecorder(env, robot, instruction, spec.max_steps,
-                               video_size if record_video is not None else None)
-
-    def load_plan(o: ObsSet, step: int) -> None:
-        runner.request_plan()
-        new = plan(o)
-        runner.load_plan(new)
-        recorder.add_plan(step, new)
-
+    robot = actor.robot
+    instruction = instruction or env.task(spec.task).instruction  # an unknown task fails before the sim runs
+    recorder = EpisodeRecorder(env, robot, instruction, spec.max_steps, video_size if video_dir is not None else None)
     obs = reset_episode(env, spec)
-    for _ in range(spec.num_wait_steps):
+    actor.begin(spec, instruction, recorder)
+    for w in range(spec.num_wait_steps):
+        actor.wait_step(w)
         obs = env.step(WAIT_ACTION).obs
     actions = []
     termination: Termination = "max_steps"
     for k in range(spec.max_steps):
-        obs_set = sim_obs_to_obsset(obs, robot, step_stamp_ns(spec.num_wait_steps + k, robot.control_hz))
-        if runner.needs_plan:
-            load_plan(obs_set, k)
-        action = runner.step(obs_set)
-        if action is not None and runner.wants_early_plan:
-            load_plan(obs_set, k)
+        action = actor.act(k, obs)
         recorder.observe(k, obs)
-        if action is None:  # a stop plan (first waypoint, or a later d = 0 reached): see the module docstring
+        if action is None:  # the policy stopped: see the module docstring
             termination = "stopped"
             break
         result = env.step(action)
@@ -229,18 +177,17 @@ def run_episode(env: SimEnv, policy, spec: EpisodeSpec, replan: ReplanConfig = R
         recorder.observe(len(actions), obs)
     success = termination == "success"
     video = None
-    if record_video is not None:
-        path = Path(record_video) / video_filename(spec.task, spec.trial, success)
-        video = str(recorder.write_video(path, termination))
-    action_dim = robot.action.dim
+    if video_dir is not None:
+        video = str(recorder.write_video(Path(video_dir) / video_filename(spec.task, spec.trial, success),
+                                         termination))
+    plan_s, fill_s = actor.latencies()
     return EpisodeResult(
         task=spec.task, trial=spec.trial, seed=spec.seed, success=success, steps=len(actions),
         termination=termination,
-        actions=np.stack(actions) if actions else np.zeros((0, action_dim), dtype=np.float64),
-        plan_latency_s=tuple(timings.plan), fill_latency_s=tuple(timings.fill), video=video,
-        **replan.params(), init_state=spec.init_state,
-        num_plans=len(timings.plan), episode_s=time.perf_counter() - started, proprio=recorder.proprio,
-        plans=recorder.plans,
+        actions=np.stack(actions) if actions else np.zeros((0, robot.action.dim), dtype=np.float64),
+        plan_latency_s=plan_s, fill_latency_s=fill_s, video=video, **actor.replan.params(),
+        init_state=spec.init_state, num_plans=len(recorder.plans), episode_s=time.perf_counter() - started,
+        proprio=recorder.proprio, plans=recorder.plans,
     )
 
 

@@ -1,0 +1,147 @@
+"""Action Expert training pairs, streamed from the original RLDS and ``waypoint_indices.json``.
+
+A sample is one pair of consecutive waypoints ``(a, b)`` of an episode with duration ``d = b - a`` in
+``1..max_duration`` (longer pairs are skipped: the AE fills at most ``HORIZON`` steps). Per sample
+(:mod:`wp_policy.batch` keys; shapes before collation):
+
+  IMAGES[model_key]   float32 [3, S, S]  the cameras at step a, resized with padding, in [-1, 1]
+  IMAGE_MASKS[key]    bool               False for a model view this robot lacks (zeros image)
+  TOKENS, INPUT_MASK  int64 / bool [prompt_len]  ``tokenizer.prompt_tokens(instruction, start proprio)``, right-padded
+  START_PROPRIO       float32 [32]       proprio at a: proprio_to_model -> normalise (proprio.norm_mask) -> zero-pad
+  END_PROPRIO         float32 [32]       the same at b
+  ACTIONS             float32 [32, 32]   actions a .. b-1: select_action -> action_to_model -> normalise
+                                         (action.norm_mask) -> zero-pad steps >= d and dims >= action.dim
+  STEP_MASK           bool [32]          t < d
+  DIM_MASK            bool [32]          dim < action.dim
+  DURATION            int64              d
+
+Every field but the training targets is built by :mod:`wp_policy.transforms`, the functions the deployment path
+(:mod:`wp_policy.runtime.policy`) calls too, so a trained AE sees the same numbers at inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from wp_policy import batch as B
+from wp_policy.normalize import load_stats
+from wp_policy.robot_config import RobotConfig
+from wp_policy.tokenizer import WaypointTokenizer
+from wp_policy.transforms import ActionTransform, ProprioTransform, ae_inputs, camera_masks, pad_to
+from wp_training.data.extract import WaypointIndex
+from wp_training.data.stats import episode_proprio
+from wp_training.datasets.augment import AugmentConfig
+from wp_training.datasets.collate import sample_image_inputs
+from wp_training.datasets.sample_stream import StreamConfig, StreamingDataset
+from wp_training.engine.feature_cache import FeatureStore, cached_image_fields
+
+
+@dataclass(frozen=True)
+class AEDataConfig:
+    rlds_dir: str  # the original RLDS (directory holding dataset_info.json)
+    waypoint_indices: str  # waypoint_indices.json (or its directory)
+    stats_path: str  # shared stats JSON written by `wp-data stats`
+    split: str = "train"
+    max_duration: int = B.MAX_DURATION
+    prompt_len: int = 64  # TOKENS length; a longer prompt is an error, never truncated
+    image_size: int = 224
+    image_keys: tuple[str, ...] = ()  # the model's image keys in order; empty: this robot's camera model_keys
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training-time image augmentation (off)
+
+    def __post_init__(self):
+        if not 1 <= self.max_duration <= B.HORIZON:
+            raise ValueError(f"max_duration must be in 1..{B.HORIZON} (the AE horizon), got {self.max_duration}")
+        if self.prompt_len < 2 or self.image_size < 1:
+            raise ValueError(f"prompt_len ({self.prompt_len}) must be >= 2 and image_size ({self.image_size}) >= 1")
+
+
+class WaypointAEDataset(StreamingDataset):
+    """Streams AE samples (see the module docstring); checks dataset, index, stats and robot on construction."""
+
+    def __init__(self, cfg: AEDataConfig, robot: RobotConfig, tokenizer: WaypointTokenizer,
+                 rank: int | None = None, world_size: int | None = None,
+                 features: FeatureStore | None = None):
+        super().__init__(cfg.rlds_dir, cfg.split, cfg.stream, rank, world_size)
+        self.features = features  # cached vision features replace the images (wp_training.engine.feature_cache)
+        if robot.action.dim > B.MODEL_ACTION_DIM or robot.proprio.dim > B.MODEL_PROPRIO_DIM:
+            raise ValueError(f"robot {robot.robot_type}: action ({robot.action.dim}) / proprio ({robot.proprio.dim}) "
+                             f"dims exceed the model's {B.MODEL_ACTION_DIM} / {B.MODEL_PROPRIO_DIM}")
+        if tokenizer.proprio_dim != robot.proprio.dim:
+            raise ValueError(f"tokenizer proprio_dim {tokenizer.proprio_dim} != robot proprio dim {robot.proprio.dim}")
+        self.cfg, self.robot, self.tokenizer = cfg, robot, tokenizer
+        stats = load_stats(cfg.stats_path).check_dims(robot.action.dim, robot.proprio.dim, where=cfg.stats_path)
+        self.actions = ActionTransform(robot, stats.action)
+        self.proprio = ProprioTransform(robot, stats.proprio)
+        self.index = WaypointIndex.load(cfg.waypoint_indices)
+        self.reader.check_robot(robot)
+        if self.reader.num_episodes != len(self.index.lengths):
+            raise ValueError(f"{self.reader.dir} has {self.reader.num_episodes} episodes in split {cfg.split!r} but "
+                             f"{cfg.waypoint_indices} lists {len(self.index.lengths)}; they come from different data")
+        self.image_keys = cfg.image_keys or tuple(c.model_key for c in robot.cameras)
+        cams = () if features is not None else tuple(c.rlds_key for c in robot.cameras)  # cached: never read
+        self.observation_keys = cams + tuple(robot.state_keys)
+        self.step_keys = ("action", "language_instruction")
+        self.dim_mask = np.arange(B.MODEL_ACTION_DIM) < robot.action.dim
+        self.pairs_per_episode = np.array([np.sum(np.diff(w) <= cfg.max_duration) for w in self.index.waypoints])
+
+    @property
+    def num_pairs(self) -> int:
+        """Samples in one pass over the whole split (all ranks together)."""
+        return int(self.pairs_per_episode.sum())
+
+    def epoch_size(self, start: int, stop: int, epoch: int) -> int:
+        return int(self.pairs_per_episode[start:stop].sum())
+
+    def episode_samples(self, index: int, episode: dict, rng: np.random.Generator) -> Iterator[dict]:
+        where = f"{self.reader.dir}: episode {index}"
+        w = self.index.check_episode(index, len(episode["action"]), str(self.reader.dir))
+        try:
+            proprio = self.proprio.normalize(episode_proprio(episode, self.robot))
+            actions = self.actions.normalize(episode["action"])
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        cams = [] if self.features is not None else [c.rlds_key for c in self.robot.cameras]
+        for a, b in zip(w[:-1].tolist(), w[1:].tolist()):
+            if b - a > self.cfg.max_duration:
+                continue
+            yield {
+                "episode": index,
+                "step": a,
+                "where": f"{where}, pair ({a}, {b})",
+                "instruction": episode["language_instruction"],
+                "images": {k: episode["observation"][k][a] for k in cams},
+                "start": proprio[a],
+                "end": proprio[b],
+                "actions": actions[a:b],
+            }
+
+    def image_steps(self, index: int, length: int) -> np.ndarray:
+        """Steps of episode ``index`` whose images a sample can use (pair starts): what the feature cache stores."""
+        w = self.index.waypoints[index]
+        return w[:-1][np.diff(w) <= self.cfg.max_duration]
+
+    def finalize(self, raw: dict) -> dict:
+        d = len(raw["actions"])
+        try:
+            inputs = ae_inputs(self.tokenizer, raw["instruction"], raw["start"], raw["end"], d, B.MODEL_PROPRIO_DIM,
+                               self.cfg.prompt_len)
+        except ValueError as exc:
+            raise ValueError(f"{raw['where']}: {exc}") from None
+        return {
+            **self.image_fields(raw),
+            **inputs,
+            B.ACTIONS: pad_to(raw["actions"], (B.HORIZON, B.MODEL_ACTION_DIM)),
+            B.STEP_MASK: np.arange(B.HORIZON) < d,
+            B.DIM_MASK: self.dim_mask.copy(),
+        }
+
+    def image_fields(self, raw: dict) -> dict:
+        """IMAGES + IMAGE_MASKS decoded from the sample's camera bytes, or the cached FEATURES + IMAGE_MASKS."""
+        if self.features is not None:
+            return cached_image_fields(self.features, raw, camera_masks(self.robot, self.image_keys))
+        return sample_image_inputs(raw, self.robot, self.image_keys, self.cfg.image_size, self.cfg.augment,
+                                   self.stream.seed)
