@@ -82,6 +82,13 @@ def test_bridge_config_refuses_a_bad_video_size():
         BridgeConfig(env=ENV, video_size=65)
 
 
+def test_bridge_config_refuses_the_old_image_size_sentinel():
+    """image_size 0 once meant the LIBERO protocol's 256: an old params file gets an error naming the value to write."""
+    with pytest.raises(ValueError, match=r"image_size 0 no longer means the LIBERO protocol's size: write 256"):
+        BridgeConfig(env=ENV, image_size=0)
+    assert BridgeConfig(env=ENV).image_size == 256
+
+
 def run_graph(tmp: Path, files, env: str, trials: int, steps: int, replan: ReplanConfig = AFTER_LAST,
               **bridge_params):
     """One ``wp-launch libero_sim`` run: (exit code, output, results.json, episode summaries)."""

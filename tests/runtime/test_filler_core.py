@@ -435,7 +435,7 @@ CORE_REASONS = {
     HoldReason.SHUTDOWN: test_shutdown_holds,
 }
 SAFETY_OR_OTHER_NODES = {HoldReason.HOLD_REQUESTED, HoldReason.REJECTED_LENGTH, HoldReason.REJECTED_NON_FINITE,
-                         HoldReason.FILLER_GONE}
+                         HoldReason.FILLER_GONE, HoldReason.NO_COMMAND}
 
 
 @pytest.mark.parametrize("reason", sorted(CORE_REASONS, key=str))

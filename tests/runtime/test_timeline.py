@@ -1,6 +1,6 @@
 """Timeline: the time base the planner and the filler share (new timelines, cuts, stamps from elsewhere)."""
 
-from wp_policy.runtime.timeline import JUMP_NS, Timeline
+from wp_policy.runtime.timeline import JUMP_NS, Timeline, jumps_back
 
 S = 1_000_000_000
 
@@ -30,3 +30,16 @@ def test_stamps_beyond_a_jump_ahead_come_from_another_timeline():
     assert not t.is_ahead(100 * S)  # no set yet: nothing to compare with
     t.observe(S)
     assert not t.is_ahead(S + JUMP_NS) and t.is_ahead(S + JUMP_NS + 1)
+
+
+def test_jumps_back_is_the_rule_observe_applies_and_a_margin_makes_it_stricter():
+    """The bridge decides with jumps_back (plus a margin) whether the nodes will see a new timeline: it must be
+    exactly the rule Timeline.observe applies, never looser."""
+    for back in (JUMP_NS - 1, JUMP_NS, JUMP_NS + 1):
+        t = Timeline()
+        t.observe(5 * S)
+        assert jumps_back(5 * S, 5 * S - back) == t.observe(5 * S - back) == (back > JUMP_NS)
+    margin = 50_000_000
+    assert not jumps_back(5 * S, 5 * S - JUMP_NS - margin, margin)
+    assert jumps_back(5 * S, 5 * S - JUMP_NS - margin - 1, margin)
+    assert not jumps_back(5 * S, 6 * S)  # a later stamp never starts a new timeline

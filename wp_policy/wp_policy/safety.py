@@ -52,6 +52,7 @@ class HoldReason(str, Enum):
     TIME_JUMP = "time_jump"  # lock-step: sets of the old timeline when a new one starts
     SHUTDOWN = "shutdown"  # the filler's final holds as it shuts down
     FILLER_GONE = "filler_gone"  # the final_hold node's holds for a filler that died
+    NO_COMMAND = "no_command"  # the LIBERO bridge, wall clock: no command has arrived yet this episode
 
 
 COUNTERS = (

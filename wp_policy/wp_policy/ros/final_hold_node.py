@@ -37,9 +37,7 @@ from wp_policy.ros.feedback import FeedbackComposer
 from wp_policy.ros.node_main import reject_unknown_parameters
 from wp_policy.ros.qos import qos_profile
 from wp_policy.ros.topics import HOLD_FRAME_PREFIX
-from wp_policy.safety import SafetyFilter
-
-REASON = "filler_gone"
+from wp_policy.safety import HoldReason, SafetyFilter
 
 
 class FinalHoldNode(Node):
@@ -88,10 +86,11 @@ class FinalHoldNode(Node):
                            f"{self.wait_s:g} s: no hold could be computed{rejected}")
         if self.needs_feedback:
             self.safety.observe_feedback(self.feedback.values, time.monotonic())
-        decision = self.safety.hold(REASON)
+        decision = self.safety.hold(HoldReason.FILLER_GONE)
+        frame_id = f"{HOLD_FRAME_PREFIX}{decision.reason}"
         for _ in range(self.ticks):
             for payload in self.mapper.split(decision.action):
-                msg = command_message(payload, self.get_clock().now().nanoseconds, f"{HOLD_FRAME_PREFIX}{REASON}")
+                msg = command_message(payload, self.get_clock().now().nanoseconds, frame_id)
                 self.pubs[payload.topic].publish(msg)
             rclpy.spin_once(self, timeout_sec=self.robot.control_period)
         unheard = [t for t, p in self.pubs.items() if p.get_subscription_count() == 0]

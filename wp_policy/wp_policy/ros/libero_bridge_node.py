@@ -59,7 +59,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from wp_policy.command_map import CommandMapper
 from wp_policy.config_io import ConfigError
-from wp_policy.obs_sync import BACKWARD_JUMP_S, feedback_layout
+from wp_policy.obs_sync import feedback_layout
 from wp_policy.robot_config import JOINT_STATE, load_robot_config
 from wp_policy.ros import policy_params
 from wp_policy.ros.conversions import clock_msg, make_joint_state, rgb_to_image_msg, stamp_to_ns
@@ -70,7 +70,8 @@ from wp_policy.ros.qos import qos_profile
 from wp_policy.ros.topics import (CLOCK_TOPIC, HOLD_FRAME_PREFIX, INSTRUCTION_TOPIC, TOPIC_QOS, WAYPOINTS_TOPIC,
                                   camera_topic)
 from wp_policy.runtime.replan import ReplanConfig
-from wp_policy.safety import SafetyFilter
+from wp_policy.runtime.timeline import JUMP_NS, jumps_back
+from wp_policy.safety import HoldReason, SafetyFilter
 from wp_policy.sim.base import SimObservation, SimUnavailableError
 from wp_policy.sim.episodes import (EPISODE_RECORDS, EpisodeResult, EpisodeSpec, append_record, format_table,
                                     plan_specs, results_document, summarize, tasks_of, write_json)
@@ -80,8 +81,8 @@ from wp_policy.sim.registry import SimEnvConfig, make_env
 from wp_policy.sim.rollout import Actor, run_episode, step_stamp_ns
 
 RESULT_TOPIC = "/libero/episode_result"
-_JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
-_SEPARATOR_NS = _JUMP_NS + 500_000_000  # separator stamp: this far past an episode's first stamp (> 1 s jump)
+_JUMP_MARGIN_NS = 50_000_000  # no separator only when the next episode's jump back clears JUMP_NS by this much
+_SEPARATOR_NS = JUMP_NS + 500_000_000  # separator stamp: this far past an episode's first stamp (> 1 s jump)
 
 PARAMS = {  # name: (default, description)
     "robot_config": ("libero", "robot config name or YAML path (topics, control rate, limits)"),
@@ -89,7 +90,7 @@ PARAMS = {  # name: (default, description)
     "task_id": (0, "task index within the env; -1: every task"),
     "trials": (1, "episodes per task"),
     "seed": (7, "simulation seed: stand-in trial t resets with seed + t; LIBERO trial t uses init state t"),
-    "image_size": (0, "square render size of both cameras; 0 = the LIBERO protocol's 256"),
+    "image_size": (RENDER_SIZE, f"square render size of both cameras, pixels (the LIBERO protocol's: {RENDER_SIZE})"),
     "max_steps": (0, "policy steps per episode; 0 = the task's budget"),
     "num_wait_steps": (NUM_WAIT_STEPS, "steps of the wait action before the policy acts (objects settle)"),
     "clock_mode": ("lockstep", "lockstep: publish /clock and wait for every command; wall: real-time loop"),
@@ -124,7 +125,7 @@ class BridgeConfig:
     task_id: int = 0
     trials: int = 1
     seed: int = 7
-    image_size: int = 0
+    image_size: int = RENDER_SIZE
     max_steps: int = 0
     num_wait_steps: int = NUM_WAIT_STEPS
     clock_mode: str = "lockstep"
@@ -146,7 +147,9 @@ class BridgeConfig:
             "task_id": (self.task_id >= -1, "must be >= -1 (-1: every task)"),
             "trials": (self.trials >= 1, "must be >= 1"),
             "seed": (self.seed >= 0, "must be >= 0"),
-            "image_size": (self.image_size >= 0, "must be >= 0 (0: 256)"),
+            "image_size": (self.image_size >= 1, "must be >= 1 (pixels)" if self.image_size else
+                           f"0 no longer means the LIBERO protocol's size: write {RENDER_SIZE} (the default) or leave it "
+                           "out"),
             "max_steps": (self.max_steps >= 0, "must be >= 0 (0: the task's budget)"),
             "num_wait_steps": (self.num_wait_steps >= 0, "must be >= 0"),
             "clock_mode": (self.clock_mode in ("lockstep", "wall"), "must be lockstep or wall"),
@@ -163,10 +166,6 @@ class BridgeConfig:
         if bad:
             raise ValueError("; ".join(bad))
 
-    @property
-    def render_size(self) -> int:
-        return self.image_size or RENDER_SIZE
-
 
 @dataclass(frozen=True)
 class BridgeRun:
@@ -180,7 +179,7 @@ class BridgeRun:
 
 def plan_episodes(cfg: BridgeConfig) -> tuple[BridgeRun, list[EpisodeSpec]]:
     """The run as wp-eval would plan it (same seeds, init states and budgets); a ConfigError names a bad task_id."""
-    env = SimEnvConfig(env=cfg.env, image_size=cfg.render_size)
+    env = SimEnvConfig(env=cfg.env, image_size=cfg.image_size)
     specs = plan_specs(env, () if cfg.task_id < 0 else (cfg.task_id,), cfg.trials, seed=cfg.seed,
                        num_wait_steps=cfg.num_wait_steps, max_steps=cfg.max_steps)
     return BridgeRun(env, tuple(tasks_of(specs)), cfg.replan), specs
@@ -192,10 +191,15 @@ class _Command:
     received: float  # monotonic time the last part arrived
 
     @property
-    def hold_reason(self) -> str:
-        """The filler's hold reason ("" for a model action)."""
+    def hold_reason(self) -> HoldReason | str:
+        """The filler's hold reason, "" for a model action; a reason this version does not name stays its string
+        (counted as it came: a bad message never crashes the bridge)."""
         frames = [m.header.frame_id for m in self.parts.values()]
-        return next((f.removeprefix(HOLD_FRAME_PREFIX) for f in frames if f.startswith(HOLD_FRAME_PREFIX)), "")
+        reason = next((f.removeprefix(HOLD_FRAME_PREFIX) for f in frames if f.startswith(HOLD_FRAME_PREFIX)), "")
+        try:
+            return HoldReason(reason)
+        except ValueError:
+            return reason
 
 
 class _GraphActor(Actor):
@@ -221,14 +225,14 @@ class _GraphActor(Actor):
         """None for the filler's stop (``hold:stopped``: the direct loop stops there too), a hold while no command
         has arrived (wall clock), else the checked command; plans that arrived meanwhile are recorded first."""
         self.node._record_plans(self.recorder, self.steps)
-        reason = "no_command" if cmd is None else cmd.hold_reason
-        if reason == "stopped":
+        reason = HoldReason.NO_COMMAND if cmd is None else cmd.hold_reason
+        if reason == HoldReason.STOPPED:
             return None
         if reason:
             self.holds[reason] += 1
         self.node.diag.count("steps")
         if cmd is None:
-            return self.safety.hold("no_command").action
+            return self.safety.hold(HoldReason.NO_COMMAND).action
         return self.node._checked(cmd, self.safety, obs.state, now_s, self.holds)
 
 
@@ -244,7 +248,7 @@ class _LockstepActor(_GraphActor):
     def begin(self, spec: EpisodeSpec, instruction: str, recorder: EpisodeRecorder) -> None:
         hz = self.robot.control_hz
         first = step_stamp_ns(spec.num_wait_steps, hz)
-        if self.last_stamp is not None and self.last_stamp - first <= _JUMP_NS + 50_000_000:
+        if self.last_stamp is not None and not jumps_back(self.last_stamp, first, _JUMP_MARGIN_NS):
             self.node._separate_timelines(max(self.last_stamp + step_stamp_ns(0, hz), first + _SEPARATOR_NS))
         super().begin(spec, instruction, recorder)
         self.waits: list[float] = []
@@ -296,7 +300,7 @@ class _WallActor(_GraphActor):
             self.parts[topic] = msg
             if topic == node.mapper.topics[-1] and len(self.parts) == len(node.mapper.topics):
                 self.latest, self.parts = _Command(self.parts, received), {}
-        if self.latest is not None and self.latest.hold_reason != "stopped":
+        if self.latest is not None and self.latest.hold_reason != HoldReason.STOPPED:
             self.ages.append(time.monotonic() - self.latest.received)
             node.diag.latency("command_age", self.ages[-1])
         return self._action(self.latest, obs, now_ns * 1e-9)
@@ -350,7 +354,7 @@ class LiberoBridgeNode(Node):
                                  qos_profile(TOPIC_QOS[WAYPOINTS_TOPIC]))
         self.diag = Diagnostics(self, p["diagnostics_period"], lambda: self._status)
         self.get_logger().info(
-            f"{self.cfg.env} at {self.cfg.render_size} px, {len(self.specs)} episode(s), {self.cfg.clock_mode} -> "
+            f"{self.cfg.env} at {self.cfg.image_size} px, {len(self.specs)} episode(s), {self.cfg.clock_mode} -> "
             f"{', '.join(camera_topic(c) for c in robot.cameras)}, {', '.join(self.fb_pubs)}; "
             f"commands from {', '.join(self.mapper.topics)}")
 
@@ -457,7 +461,7 @@ class LiberoBridgeNode(Node):
         try:
             raw = self.mapper.join({t: m.position for t, m in cmd.parts.items()})
         except ValueError as exc:
-            decision = safety.hold("rejected_length")
+            decision = safety.hold(HoldReason.REJECTED_LENGTH)
             self._reject(str(exc))
         else:
             decision = safety.check(raw, now)

@@ -15,6 +15,13 @@ from wp_policy.obs_sync import BACKWARD_JUMP_S
 JUMP_NS = int(BACKWARD_JUMP_S * 1e9)
 
 
+def jumps_back(newest_ns: int, stamp_ns: int, margin_ns: int = 0) -> bool:
+    """Whether ``stamp_ns`` lies more than a timeline jump (plus ``margin_ns``) before ``newest_ns``: a node that has
+    seen ``newest_ns`` starts a new timeline with it. A sender that must be sure of that (the LIBERO bridge, at an
+    episode's start) asks with a margin, so the decision never rests on the edge."""
+    return stamp_ns < newest_ns - JUMP_NS - margin_ns
+
+
 class Timeline:
     """The newest observation stamp of the current timeline, the cut before which plans are stale, and an epoch
     that changes with every new timeline and every cut."""
@@ -26,7 +33,7 @@ class Timeline:
 
     def observe(self, stamp_ns: int) -> bool:
         """Take an observation stamp; True when it started a new timeline (everything before it is forgotten)."""
-        jumped = self.newest_ns >= 0 and stamp_ns < self.newest_ns - JUMP_NS
+        jumped = self.newest_ns >= 0 and jumps_back(self.newest_ns, stamp_ns)
         if jumped:
             self.newest_ns = self.cut_ns = -1
             self.epoch += 1
