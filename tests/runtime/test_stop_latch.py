@@ -36,3 +36,12 @@ def test_the_state_round_trips_through_json_and_bad_payloads_are_named():
         LatchState.from_json('{"stopped": true}')
     with pytest.raises(ValueError, match="source must be one of"):
         LatchState(True, "cosmic_ray", 0.0, "")
+
+
+def test_a_stop_sent_before_the_last_release_is_answered_by_it():
+    running = LatchState(stopped=False, source="resume_service", since=100.0, instruction_id="i")
+    assert running.released_after(99.9)  # a late copy of the stop the resume released
+    assert not running.released_after(100.1)  # a stop sent after the resume is a new one
+    assert not running.released_after(0.0)  # an unset stamp always stops
+    stopped = LatchState(stopped=True, source="stop_topic", since=100.0, instruction_id="i")
+    assert not stopped.released_after(99.9)

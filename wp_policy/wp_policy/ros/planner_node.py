@@ -116,8 +116,7 @@ class PlannerNode(Node):
         self.create_subscription(String, STOP_STATE_TOPIC, self._on_stop_state,
                                  qos_profile(TOPIC_QOS[STOP_STATE_TOPIC]))
         for qos in STOP_QOS:
-            self.create_subscription(Header, STOP_TOPIC, lambda _: self._halt("stop received on /wp/stop"),
-                                     qos_profile(qos))
+            self.create_subscription(Header, STOP_TOPIC, self._on_stop_topic, qos_profile(qos))
         self.get_logger().info(f"{self.robot.robot_type}: planning {p['num_waypoints']} waypoints with "
                                f"{p['checkpoint']} on {self.policy.device}; instruction {self.instruction!r}")
         gc.freeze()  # the loaded model's objects are static: keep them out of the collector (no GC pauses in the
@@ -188,6 +187,14 @@ class PlannerNode(Node):
                               _Trigger("resume", after_index=self._arrivals, received=time.monotonic()))
         elif not known:
             self._dispatch()  # a trigger waiting for the filler's state
+
+    def _on_stop_topic(self, msg: Header) -> None:
+        """Halt at once, unless the filler has already released the latch after this stop was sent: a late copy
+        (best-effort under load) would otherwise leave the planner halted while the filler runs and waits for it."""
+        if self.latch is not None and self.latch.released_after(stamp_to_ns(msg.stamp) * 1e-9):
+            self.diag.count("ignored.stop_before_release")
+            return
+        self._halt("stop received on /wp/stop")
 
     def _halt(self, why: str) -> None:
         if self.stopped:

@@ -56,6 +56,12 @@ class LatchState:
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"malformed stop state {text!r}: {exc}") from None
 
+    def released_after(self, stop_sent: float) -> bool:
+        """Whether this state is a release made after a stop sent at ``stop_sent`` (wall time, s): that stop was
+        already answered by it, so a copy of it arriving late (a slow best-effort path) must not stop a follower
+        again while the latch owner runs. An unset stamp (0) is never considered answered."""
+        return not self.stopped and 0 < stop_sent < self.since
+
     def describe(self) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(self.since))
         if self.stopped:
