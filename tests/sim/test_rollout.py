@@ -140,13 +140,14 @@ def test_run_episode_rejects_bad_arguments_before_touching_the_sim(policy_yaml):
 
 
 # ---- real episodes ---------------------------------------------------------------------------------------------
-def _rollouts(policy_yaml, jobs, video_dir=None) -> list[EpisodeResult]:
+def _rollouts(policy_yaml, *runs: tuple[list[dict], Path]) -> list[list[EpisodeResult]]:
+    """Each run's jobs in a fresh spawned process of its own, the runs side by side."""
     from rollout_worker import rollouts
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        out = pool.submit(rollouts, str(policy_yaml), "Lift", IMAGE, jobs,
-                          None if video_dir is None else str(video_dir)).result(timeout=600)
-    return [EpisodeResult.from_json(r) for r in out]
+    with ProcessPoolExecutor(len(runs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(rollouts, str(policy_yaml), "Lift", IMAGE, jobs, str(video_dir))
+                   for jobs, video_dir in runs]
+        return [[EpisodeResult.from_json(r) for r in f.result(timeout=600)] for f in futures]
 
 
 @pytest.mark.slow
@@ -155,12 +156,12 @@ def test_lift_episodes_are_reproducible_and_recorded(policy_yaml, tmp_path):
     """Same seed -> identical actions in another process and after other episodes; video + stop handling."""
     a = dict(task="Lift", trial=0, seed=3, max_steps=STEPS, num_wait_steps=2)
     b = dict(a, trial=1, seed=4)
-    ra, ra_look, stopped = _rollouts(
-        policy_yaml, [dict(a, mode="after_last"), dict(a, mode="lookahead"),
-                      dict(a, trial=2, mode="after_last", stop_policy=True)], video_dir=tmp_path / "first")
-    rb, ra_again, ra_init = _rollouts(
-        policy_yaml, [dict(b, mode="after_last"), dict(a, mode="after_last"),
-                      dict(a, trial=3, seed=None, init_state=0, mode="after_last")], video_dir=tmp_path / "second")
+    (ra, ra_look, stopped), (rb, ra_again, ra_init) = _rollouts(
+        policy_yaml,
+        ([dict(a, mode="after_last"), dict(a, mode="lookahead"), dict(a, trial=2, mode="after_last", stop_policy=True)],
+         tmp_path / "first"),
+        ([dict(b, mode="after_last"), dict(a, mode="after_last"),
+          dict(a, trial=3, seed=None, init_state=0, mode="after_last")], tmp_path / "second"))
     np.testing.assert_array_equal(ra_again.actions, ra.actions)  # another process, after another episode
     # init state row 0 was saved from a seed-3 reset: the LIBERO-style start gives the same episode
     assert (ra_init.init_state, ra_init.seed) == (0, None)

@@ -69,11 +69,13 @@ def _episodes(jobs: list[dict]) -> list[dict]:
         return [run_episode(env, EpisodeSpec(**job), PolicyActor(policy)).to_json() for job in jobs]
 
 
-def _rollouts(jobs: list[dict]) -> list[EpisodeResult]:
-    """Rendering runs in a spawned child: never next to TensorFlow, which other suites import (conftest.py)."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        out = pool.submit(_episodes, jobs).result(timeout=900)
-    return [EpisodeResult.from_json(r) for r in out]
+def _rollouts_twice(jobs: list[dict]) -> tuple[list[EpisodeResult], list[EpisodeResult]]:
+    """The same jobs in two fresh spawned children side by side (rendering never runs next to TensorFlow, which
+    other suites import: conftest.py)."""
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        runs = [pool.submit(_episodes, jobs) for _ in range(2)]
+        first, second = ([EpisodeResult.from_json(r) for r in run.result(timeout=900)] for run in runs)
+    return first, second
 
 
 @pytest.mark.slow
@@ -81,7 +83,7 @@ def _rollouts(jobs: list[dict]) -> list[EpisodeResult]:
 def test_shipped_policy_runs_seeded_lift_episodes_deterministically():
     jobs = [dict(task="Lift", trial=t, seed=seed, max_steps=60, num_wait_steps=10)
             for t, seed in enumerate((0, 1))]
-    first, second = _rollouts(jobs), _rollouts(jobs)  # two fresh processes
+    first, second = _rollouts_twice(jobs)
     for a, b in zip(first, second):
         assert a.steps > 0 and a.num_plans >= 1 and len(a.fill_latency_s) >= 1
         assert a.actions.shape == (a.steps, 7) and np.all(np.abs(a.actions) <= 1.0)
