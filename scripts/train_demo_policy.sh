@@ -20,7 +20,8 @@
 # Environment:
 #   WORK=/tmp/wp_demo       work directory (datasets, runs, logs, stage markers and timings)
 #   TASK=robosuite:Lift     collect-sim env: a stand-in (robosuite:Lift, robosuite:Stack) or libero:<suite>
-#   EPISODES=500            successful scripted demonstrations to collect per task (LIBERO: 25, at most 50 - FIRST)
+#   EPISODES=500            successful scripted demonstrations to collect per task (LIBERO: 25, at most 50 - FIRST;
+#                           one attempt per init state, so a task the expert fails on some states keeps fewer)
 #   FIRST_INIT_STATE=25     LIBERO: demos start from init states FIRST.. (evaluation uses 0..EVAL_EPISODES-1)
 #   POST_SUCCESS_STEPS=12   expert steps recorded past success (so the planner's stop lands above the success line)
 #   MISSED_GRASP_FRACTION=0 share of demos recorded from a missed grasp (recovery demos: open, approach again, grasp)
@@ -46,7 +47,7 @@
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
@@ -101,7 +102,7 @@ COLLECT_ENV=()
 if [[ -n "$LIBERO" ]]; then
     EVAL_CONFIG="configs/eval/eval_libero.yaml"
     EVAL_ENV+=(--set env.env="$TASK" --set workers="$COLLECT_WORKERS" --set torch_threads=0)
-    COLLECT_ENV=(--first-init-state "$FIRST_INIT_STATE")
+    COLLECT_ENV=(--first-init-state "$FIRST_INIT_STATE" --allow-fewer)  # a task keeps what its init states gave
 elif [[ "$TASK" != robosuite:Lift ]]; then
     EVAL_ENV+=(--set env.env="$TASK")
 fi

@@ -150,3 +150,20 @@ def test_an_interrupted_collection_resumes_from_its_attempt_cache(monkeypatch, t
     _, other = run(dataclasses.replace(cfg, image_size=64))
     assert other.reused == 0 and len(submitted) >= 6
     assert "discarding the attempt cache" in capsys.readouterr().out
+
+
+def test_a_task_short_of_its_episodes_is_an_error_unless_fewer_are_allowed(monkeypatch, tmp_path):
+    """Seeds 0..4 of which 0 and 3 fail: 3 of 4 episodes. The default refuses (the dataset is still written, the
+    attempt cache kept for a retry with more attempts); --allow-fewer keeps it and names the short task."""
+    from wp_training.data.rlds_reader import read_rlds
+
+    collect_sim = _fake_collection(monkeypatch, [])
+    cfg = CollectConfig(env="robosuite:Lift", episodes=4, out_dir=str(tmp_path), seed=0, max_attempts=5,
+                        image_size=4, overwrite=True)
+    with pytest.raises(RuntimeError, match=r"only \[\('Lift', 3\)\] successes within \[5\] attempts.*--allow-fewer"):
+        collect_sim.collect(cfg)
+    assert AttemptCache(cfg.out_dir, cfg.cache_settings()).root.is_dir()
+    summary = collect_sim.collect(dataclasses.replace(cfg, allow_fewer=True))
+    assert summary["short_tasks"] == {"Lift": 3} and summary["tasks"]["Lift"]["successes"] == 3
+    assert len(list(read_rlds(summary["dataset_dir"]))) == 3
+    assert summary["attempts_reused"] == 5  # the second run read every attempt back from the cache

@@ -65,6 +65,7 @@ class CollectConfig:
     task_ids: tuple[int, ...] = ()  # positions in the env's task list to collect; () = all
     first_init_state: int = 0  # LIBERO: attempt i starts from init state first_init_state + i
     missed_grasp_fraction: float = 0.0  # stand-ins: share of attempts recorded from a missed grasp (recovery demos)
+    allow_fewer: bool = False  # a task short of `episodes` after its attempts is reported, not an error
     backend: str = field(init=False)
     targets: tuple[str, ...] = field(init=False)  # stand-in tasks, or the LIBERO suite
 
@@ -288,6 +289,7 @@ def collect(cfg: CollectConfig) -> dict:
         "wall_s": round(wall_s, 1),
         "s_per_attempt": round(wall_s / attempts, 2) if attempts else None,  # whole run (start-up included)
         "attempts_reused": cache.reused,  # read from the attempt cache of an interrupted run
+        "short_tasks": {task: t.successes for task, t in short.items()},  # kept fewer than episodes_per_task
         "tasks": {
             task: {**asdict(t), "success_rate": t.successes / t.attempts if t.attempts else 0.0,
                    "mean_steps": round(t.mean_steps, 1)}
@@ -295,14 +297,16 @@ def collect(cfg: CollectConfig) -> dict:
         },
     }
     (Path(cfg.out_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    if not short:
-        cache.remove()
-    if short:
+    shortfall = (f"only {[(k, v.successes) for k, v in short.items()]} successes within "
+                 f"{[v.attempts for v in short.values()]} attempts")
+    if short and not cfg.allow_fewer:
         raise RuntimeError(
-            f"only {[(k, v.successes) for k, v in short.items()]} successes within "
-            f"{[v.attempts for v in short.values()]} attempts; the partial dataset is in {dataset_dir}; raise "
-            f"--max-attempts (LIBERO: at most the suite's init states from --first-init-state on)"
+            f"{shortfall}; the partial dataset is in {dataset_dir}; raise --max-attempts (LIBERO: at most the suite's "
+            f"init states from --first-init-state on) or pass --allow-fewer to keep it"
         )
+    if short:
+        print(f"collect-sim: {shortfall}; kept as asked (--allow-fewer): {dataset_dir}")
+    cache.remove()
     return summary
 
 
@@ -327,6 +331,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--missed-grasp-fraction", type=float, default=0.0,
                         help="stand-ins: share of attempts recorded from a missed grasp (the expert shuts the hand "
                              "above or beside the object unrecorded, the demo shows the recovery)")
+    parser.add_argument("--allow-fewer", action="store_true",
+                        help="keep the dataset when a task has fewer successes than --episodes after its attempts "
+                             "(LIBERO: its init states from --first-init-state on run out); the summary names them")
     return parser
 
 
@@ -335,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
         env=args.task, episodes=args.episodes, out_dir=args.out, seed=args.seed, workers=args.workers,
         max_attempts=args.max_attempts, image_size=args.image_size, name=args.name, overwrite=args.overwrite,
         post_success_steps=args.post_success_steps, task_ids=args.task_ids, first_init_state=args.first_init_state,
-        missed_grasp_fraction=args.missed_grasp_fraction,
+        missed_grasp_fraction=args.missed_grasp_fraction, allow_fewer=args.allow_fewer,
     )
     summary = collect(cfg)
     width = max(len(task) for task in summary["tasks"])
