@@ -99,10 +99,12 @@ VLM_CONFIG="configs/train/demo_vlm_lift.yaml"
 EVAL_CONFIG="configs/eval/eval_lift.yaml"
 EVAL_ENV=(--set env.image_size="$IMAGE_SIZE")
 COLLECT_ENV=()
+VLM_TASK_ARGS=()
 if [[ -n "$LIBERO" ]]; then
     EVAL_CONFIG="configs/eval/eval_libero.yaml"
     EVAL_ENV+=(--set env.env="$TASK" --set workers="$COLLECT_WORKERS" --set torch_threads=0)
     COLLECT_ENV=(--first-init-state "$FIRST_INIT_STATE" --allow-fewer)  # a task keeps what its init states gave
+    VLM_TASK_ARGS=(data.max_token_len=192)  # LIBERO's instructions are long: up to about 55 text tokens + 7 waypoints
 elif [[ "$TASK" != robosuite:Lift ]]; then
     EVAL_ENV+=(--set env.env="$TASK")
 fi
@@ -208,14 +210,15 @@ stage_ae() {
 stage_vlm() {
     # shellcheck disable=SC2086
     train_run vlm vlm "$VLM_RUN" "$VLM_CONFIG" "${DATA_OVERRIDES[@]}" data.rlds_dir="$WP_RLDS" \
-        model.proprio_tokens="$PROPRIO_TOKENS" $VLM_ARGS
+        model.proprio_tokens="$PROPRIO_TOKENS" "${VLM_TASK_ARGS[@]}" $VLM_ARGS
 }
 
 stage_vlm_refine() {  # a second cosine cycle (lower peak, other data order) from the first cycle's weights
     [[ "$REFINE_STEPS" -gt 0 ]] || return 0
     # shellcheck disable=SC2086
     train_run vlm_refine vlm "$VLM_REFINE_RUN" "$VLM_CONFIG" "${DATA_OVERRIDES[@]}" data.rlds_dir="$WP_RLDS" \
-        model.proprio_tokens="$PROPRIO_TOKENS" num_steps="$REFINE_STEPS" pretrained_path="$VLM_RUN/final_model" \
+        model.proprio_tokens="$PROPRIO_TOKENS" "${VLM_TASK_ARGS[@]}" num_steps="$REFINE_STEPS" \
+        pretrained_path="$VLM_RUN/final_model" \
         optim.peak_lr=5.0e-4 seed=1 $VLM_ARGS
 }
 
