@@ -133,3 +133,20 @@ def test_bad_inputs(libero_prepared, libero_config, make_tokenizer):
         next(iter(vlm_dataset(libero_prepared, libero_config, short)))
     with pytest.raises(ValueError, match="stride .* must be >= 1"):
         VLMDataConfig("a", "b", stride=0)
+
+
+def test_state_noise_changes_only_the_prompt_state_and_is_seeded(libero_prepared, libero_config, make_tokenizer):
+    tok = make_tokenizer(libero_config)
+
+    def tokens(noise):
+        return [(s[B.TOKENS], s[B.LOSS_MASK]) for s in vlm_dataset(libero_prepared, libero_config, tok,
+                                                                     state_noise=noise)]
+
+    clean, noisy = tokens(0.0), tokens(0.3)
+    assert len(clean) == len(noisy)
+    for (a, mask_a), (b, mask_b) in zip(clean, noisy):  # the state is text, its length may change: own masks
+        np.testing.assert_array_equal(a[mask_a], b[mask_b])  # the targets stay exact
+    assert sum(not np.array_equal(a, b) for (a, _), (b, _) in zip(clean, noisy)) > len(clean) // 2
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(noisy, tokens(0.3)))  # seeded
+    with pytest.raises(ValueError, match="state_noise must be in"):
+        VLMDataConfig("a", "b", state_noise=-0.1)

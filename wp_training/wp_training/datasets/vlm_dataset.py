@@ -50,10 +50,15 @@ class VLMDataConfig:
     image_keys: tuple[str, ...] = ()  # the model's image keys in order; empty: this robot's camera model_keys
     stream: StreamConfig = field(default_factory=StreamConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training-time image augmentation (off)
+    # std of Gaussian noise on the prompt state (normalised units, clipped to [-1, 1]; 0: off). The targets stay
+    # exact, so the planner cannot read where to go off the arm's own state and has to look at the images.
+    state_noise: float = 0.0
 
     def __post_init__(self):
         if self.stride < 1 or self.image_size < 1:
             raise ValueError(f"stride ({self.stride}) and image_size ({self.image_size}) must be >= 1")
+        if not 0.0 <= self.state_noise <= 1.0:
+            raise ValueError(f"state_noise must be in [0, 1] (normalised units), got {self.state_noise}")
 
 
 def waypoint_targets(proprio: np.ndarray, durations: np.ndarray, k: int, num_waypoints: int):
@@ -119,15 +124,17 @@ class WaypointVLMDataset(StreamingDataset):
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         cams = [] if self.features is not None else [c.rlds_key for c in self.robot.cameras]
-        for k in range(int(rng.integers(self.cfg.stride)), len(durations), self.cfg.stride):  # rng's only draw
+        noise = self.cfg.state_noise
+        for k in range(int(rng.integers(self.cfg.stride)), len(durations), self.cfg.stride):  # the offset draw
             target_p, target_d = waypoint_targets(proprio, durations, k, self.tokenizer.num_waypoints)
+            state = proprio[k] if not noise else np.clip(proprio[k] + rng.normal(0.0, noise, proprio.shape[1]), -1, 1)
             yield {
                 "episode": index,
                 "step": k,
                 "where": f"{where}, step {k}",
                 "instruction": episode["language_instruction"],
                 "images": {c: episode["observation"][c][k] for c in cams},
-                "state": proprio[k],
+                "state": state,
                 "target_proprio": target_p,
                 "target_durations": target_d,
             }
