@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +133,34 @@ def test_hf_gradient_checkpointing_is_real(tiny_vlm_config, wp_tokenizer):
         if p.grad is not None:
             assert torch.allclose(p.grad, q.grad, atol=1e-6), name
     assert hidden_plain.shape[1] == batch[B.TOKENS].shape[1]
+
+
+def test_bin_label_sigma_soft_targets(tiny_vlm_config, wp_tokenizer):
+    """sigma 0 is plain CE; a tiny sigma gives the same loss; a wider one is a cross-entropy against a Gaussian over
+    the bins (computed here independently) and leaves the non-bin targets' CE unchanged."""
+    batch = vlm_batch(tiny_vlm_config, wp_tokenizer, [random_example(np.random.default_rng(i)) for i in range(2)])
+    losses = {}
+    for sigma in (0.0, 1e-3, 3.0):
+        model = seeded(WaypointVLM, dataclasses.replace(tiny_vlm_config, bin_label_sigma=sigma))
+        losses[sigma] = model(batch)[0].item()
+        if sigma == 3.0:
+            with torch.no_grad():
+                logp = torch.log_softmax(model.logits(batch)[:, :-1], -1)
+    assert losses[1e-3] == pytest.approx(losses[0.0], rel=1e-6)
+    select = batch[B.LOSS_MASK][:, 1:]
+    logp, targets = logp[select], batch[B.TOKENS][:, 1:][select]
+    layout = tiny_vlm_config.layout
+    expected = []
+    for lp, t in zip(logp, targets.tolist()):
+        if layout.is_proprio(np.array([t]))[0]:
+            centre = layout.bin_of(np.array([t]))[0]
+            w = np.exp(-0.5 * ((np.arange(layout.num_bins) - centre) / 3.0) ** 2)
+            w /= w.sum()
+            expected.append(-(torch.as_tensor(w, dtype=torch.float32)
+                              * lp[layout.proprio_token(np.arange(layout.num_bins))]).sum().item())
+        else:
+            expected.append(-lp[t].item())
+    assert losses[3.0] == pytest.approx(float(np.mean(expected)), rel=1e-5)
+    assert losses[3.0] != pytest.approx(losses[0.0], rel=1e-4)
+    with pytest.raises(ValueError, match="bin_label_sigma"):
+        dataclasses.replace(tiny_vlm_config, bin_label_sigma=float("nan"))

@@ -13,6 +13,7 @@ per view), Gemma 2B (width 2048, depth 18, mlp 16384, 8 heads, 1 KV head, head_d
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -114,10 +115,16 @@ class VLMConfig:
     # proprio dims with a token per waypoint block; empty: all proprio_dim (the original layout). Leaving out a dim
     # the robot couples to another (LIBERO's mirrored right finger) gives one token per gripper.
     waypoint_dims: tuple[int, ...] = ()
+    # training loss only: the target of a proprio-bin token is a Gaussian over the neighbouring bins with this
+    # standard deviation in bins (0: the one-hot target, plain CE). Bins are ordered, so a near miss should cost
+    # less than a far one; one-hot CE gives no such signal, and a small planner learns where things are slowly.
+    bin_label_sigma: float = 0.0
 
     def __post_init__(self):
         _check_common(self)
         _positive(self, ("proprio_dim", "num_waypoints"))
+        if not math.isfinite(self.bin_label_sigma) or self.bin_label_sigma < 0:
+            raise ValueError(f"bin_label_sigma must be a finite number >= 0 (0: plain CE), got {self.bin_label_sigma}")
         dims = list(self.waypoint_dims)
         if dims and (dims != sorted(set(dims)) or not 0 <= dims[0] <= dims[-1] < self.proprio_dim):
             raise ValueError(f"waypoint_dims must be increasing dims of 0..{self.proprio_dim - 1}, got {dims}")

@@ -131,10 +131,28 @@ class WaypointVLM(nn.Module):
         select = batch[B.LOSS_MASK].to(dev).bool()[:, 1:] & batch[B.INPUT_MASK].to(dev).bool()[:, 1:]
         targets = batch[B.TOKENS].to(dev)[:, 1:][select]
         logits = self.paligemma.lm_head(hidden[select]).float()  # [K, V]
-        loss = F.cross_entropy(logits, targets)
+        loss = self.token_loss(logits, targets)
         accuracy = (logits.argmax(-1) == targets).float().mean()
         return loss, {"loss": loss.detach(), "accuracy": accuracy.detach(),
                       "num_targets": torch.tensor(float(targets.numel()))}
+
+    def token_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean CE of [K, V] logits against [K] target ids; proprio-bin targets become a Gaussian over the
+        neighbouring bins when ``config.bin_label_sigma`` > 0 (see :class:`VLMConfig`)."""
+        sigma = self.config.bin_label_sigma
+        if sigma == 0:
+            return F.cross_entropy(logits, targets)
+        layout = self.config.layout
+        logp = torch.log_softmax(logits, dim=-1)
+        nll = -logp.gather(1, targets[:, None])[:, 0]
+        is_bin = torch.as_tensor(layout.is_proprio(targets.cpu().numpy()), device=targets.device)
+        if bool(is_bin.any()):
+            grid = torch.arange(layout.num_bins, device=targets.device)
+            centre = (layout.proprio_base - targets[is_bin]).float()  # target bins
+            weights = torch.softmax(-0.5 * ((grid[None, :] - centre[:, None]) / sigma) ** 2, dim=-1)
+            bin_logp = logp[is_bin][:, layout.proprio_base - grid]  # [k, num_bins] in bin order
+            nll = nll.masked_scatter(is_bin, -(weights * bin_logp).sum(dim=-1))
+        return nll.mean()
 
     # ---- planning -----------------------------------------------------------------------------------------------
     @torch.no_grad()

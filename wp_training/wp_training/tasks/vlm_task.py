@@ -51,6 +51,8 @@ class VLMModelSection:
     # the robot config couples to another (proprio.coupled), i.e. one token per gripper, so fingers cannot disagree
     proprio_tokens: Literal["all", "uncoupled"] = "all"
     waypoint_dims: tuple[int, ...] = ()  # filled from the robot by proprio_tokens: uncoupled; leave empty
+    # > 0: a proprio-bin target is a Gaussian over neighbouring bins with this std in bins (0: plain one-hot CE)
+    bin_label_sigma: float = 0.0
 
     def model_config(self) -> VLMConfig:
         base = build_model_config(vlm_config, self.preset, {})
@@ -59,6 +61,7 @@ class VLMModelSection:
             "llm": override_spec(base.llm, self.llm, "model.llm"),
             "num_waypoints": self.num_waypoints,
             "waypoint_dims": tuple(self.waypoint_dims),
+            "bin_label_sigma": float(self.bin_label_sigma),
         }
         for name in ("image_keys", "dtype", "vocab_size"):
             if getattr(self, name):
