@@ -47,6 +47,10 @@ def test_an_old_replan_key_or_a_bad_video_size_is_refused(tmp_path):
     replan = ReplanConfig("lookahead", pairs_per_plan=2, plan_lead_s=0.25, fill_lead_s=0.0)
     command = launch_command(DemoConfig(replan=replan), tmp_path / "p.yaml", tmp_path / "g.yaml", tmp_path)
     assert {"replan_mode:=lookahead", "pairs_per_plan:=2", "plan_lead_s:=0.25", "fill_lead_s:=0.0"} <= set(command)
+    assert "task_id:=0" in command
+    assert "task_id:=-1" in launch_command(DemoConfig(task_id=-1), tmp_path / "p.yaml", tmp_path / "g.yaml", tmp_path)
+    with pytest.raises(ValueError, match=r"task_id must be >= -1 \(-1: every task\), got -2"):
+        DemoConfig(task_id=-2)
     with pytest.raises(ValueError, match=r"video_size must be an even number of pixels in 64\.\.2048, got 30"):
         DemoConfig(video_size=30)
 
@@ -64,7 +68,7 @@ def test_results_come_from_the_bridges_episode_records(tmp_path):
     append_record(tmp_path / EPISODE_RECORDS, result.to_json() | {"bridge": {"holds": {}}})
 
     class Bar:
-        n, postfix = 0, ""
+        n, total, postfix = 0, 1, ""
 
         def update(self, k):
             self.n += k
@@ -72,9 +76,12 @@ def test_results_come_from_the_bridges_episode_records(tmp_path):
         def set_postfix_str(self, text):
             self.postfix = text
 
+        def refresh(self):
+            pass
+
     bar = Bar()
-    _advance(bar, read_records(tmp_path / EPISODE_RECORDS)[1:])
-    assert (bar.n, bar.postfix) == (1, "Lift t0: max_steps after 3 steps")
+    _advance(bar, read_records(tmp_path / EPISODE_RECORDS))
+    assert (bar.n, bar.total, bar.postfix) == (1, 2, "Lift t0: max_steps after 3 steps")  # total from the header
     doc = write_results(tmp_path, {"wall_s": 1.0, "policy_config": "p.yaml"})
     assert json.loads((tmp_path / RESULTS_FILE).read_text()) == doc
     assert doc["overall"]["episodes"] == 1 and doc["config"] == {"trials": 2} and doc["demo"]["wall_s"] == 1.0

@@ -48,8 +48,9 @@ RESULTS_FILE = "results.json"
 class DemoConfig:
     policy_config: str = ""  # PolicyConfig YAML (relative: to the demo config); empty: the shipped policy
     env: str = "robosuite:Lift"  # a wp_policy.sim env name
-    episodes: int = 10  # trials of the env's first task
-    seed: int = 7  # trial i resets with seed + i
+    task_id: int = 0  # task index within the env (LIBERO: the suite's task list); -1: every task
+    episodes: int = 10  # trials per task
+    seed: int = 7  # stand-ins: trial i resets with seed + i (LIBERO: trial i starts from the task's init state i)
     image_size: int = 128  # render size (match the policy's training demos)
     max_steps: int = 0  # 0: the task's budget
     replan: ReplanConfig = field(default_factory=ReplanConfig)  # the filler's (launch arguments of the graph)
@@ -66,6 +67,8 @@ class DemoConfig:
         for name in ("seed", "max_steps", "cpu_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.task_id < -1:
+            raise ValueError(f"task_id must be >= -1 (-1: every task), got {self.task_id}")
         check_video_size(self.video_size)
 
 
@@ -99,7 +102,8 @@ def graph_params(config: DemoConfig) -> dict:
 def launch_command(config: DemoConfig, policy: Path, params: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "wp_policy.supervisor", "libero_sim", f"policy:={policy}",
             *(f"{name}:={value}" for name, value in config.replan.params().items()), f"env:={config.env}",
-            "task_id:=0", f"trials:={config.episodes}", f"seed:={config.seed}", f"max_steps:={config.max_steps}",
+            f"task_id:={config.task_id}", f"trials:={config.episodes}", f"seed:={config.seed}",
+            f"max_steps:={config.max_steps}",
             f"output_dir:={out}", f"params_file:={params}"]
 
 
@@ -120,7 +124,7 @@ def run_graph(cmd: list[str], log_path: Path, records: Path, episodes: int, prog
         try:
             while True:
                 code = proc.poll()
-                _advance(bar, read_records(records)[1:])
+                _advance(bar, read_records(records))
                 if code is not None:
                     pump.join(timeout=10)
                     return code
@@ -141,8 +145,13 @@ def _pump(stream, log, bar) -> None:
             bar.write(line.rstrip())
 
 
-def _advance(bar, episodes: list[dict]) -> None:
-    """One step of the bar per episode record not yet counted, the newest one's outcome beside it."""
+def _advance(bar, records: list[dict]) -> None:
+    """The bar's total from the records' header (every task's episodes), then one step per episode record not yet
+    counted, the newest one's outcome beside it."""
+    if records and bar.total != records[0]["episodes"]:
+        bar.total = records[0]["episodes"]
+        bar.refresh()
+    episodes = records[1:]
     if len(episodes) > bar.n:
         last = episodes[-1]
         bar.update(len(episodes) - bar.n)
@@ -194,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         (out / name).unlink(missing_ok=True)
     params = out / "params.yaml"
     params.write_text(yaml.safe_dump(graph_params(config), sort_keys=False))
-    print(f"wp-demo: {config.episodes} {config.env} episode(s) with {config.policy_config or SHIPPED_POLICY} through "
+    tasks = "every task" if config.task_id < 0 else f"task {config.task_id}"
+    print(f"wp-demo: {config.episodes} {config.env} episode(s) per task ({tasks}) with {config.policy_config or SHIPPED_POLICY} through "
           "the ROS graph "
           f"(log: {out / 'graph.log'})", flush=True)
     started = time.monotonic()
