@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ros_domains import spare_domain
 
 from packaging_facts import (
     COLCON_BUILD,
@@ -266,7 +267,7 @@ def test_launch_prefix_runs_project_executables_on_the_venv(tmp_path):
         "LD_LIBRARY_PATH": f"{ros_root}/lib",
         "AMENT_PREFIX_PATH": f"{keep}:{ros_root}",
         "ROS_LOCALHOST_ONLY": "1",
-        "ROS_DOMAIN_ID": str(100 + os.getpid() % 100),
+        "ROS_DOMAIN_ID": str(spare_domain()),
     }
     env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
     polluted = subprocess.run([str(python), "-c", _PROBE], env=env, capture_output=True, text=True, timeout=60)

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from ros_domains import spare_domain
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "train-your-own.md"
@@ -42,7 +43,7 @@ def test_the_quick_pass_trains_a_policy_that_runs_in_wp_eval_and_on_the_graph(tm
     script = script.replace("--set trials_per_task=$EVAL_EPISODES", f"--set trials_per_task=$EVAL_EPISODES {SHORT_EPISODES}")
     script = script.replace("--episodes 1 ", f"--episodes 1 {SHORT_EPISODES} ")
     assert script.count(SHORT_EPISODES) == 2, "the guide's wp-eval / wp-demo lines changed: update this test"
-    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_DOMAIN_ID": str(60 + os.getpid() % 40)}
+    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_DOMAIN_ID": str(spare_domain())}
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -1,20 +1,17 @@
 """ROS test plumbing: an isolated DDS domain per test process, one rclpy context, a synthetic R1 Lite bag.
 
-Every test process gets its own ``ROS_DOMAIN_ID`` (from its pid, so pytest-xdist workers never hear each other)
-and localhost-only discovery; child processes (wp-launch, wp-bag) inherit both through the environment.
+Every test process gets its own ``ROS_DOMAIN_ID`` (``tests/ros_domains.py``: pytest-xdist workers never hear each
+other) and localhost-only discovery; child processes (wp-launch, wp-bag) inherit both through the environment.
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from bag_fixtures import r1lite_bag_spec
+from ros_domains import isolate
 
-os.environ["ROS_DOMAIN_ID"] = str(20 + os.getpid() % 200)
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-
+isolate()
 
 
 @pytest.fixture(scope="session")

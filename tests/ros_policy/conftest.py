@@ -6,7 +6,6 @@ put on ``sys.path`` here so this directory also runs on its own. Every test proc
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -14,8 +13,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ros"))
 
-os.environ["ROS_DOMAIN_ID"] = str(20 + os.getpid() % 200)
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+from ros_domains import isolate  # noqa: E402
+
+isolate()
 
 
 @pytest.fixture(scope="session")
