@@ -110,3 +110,12 @@ def test_demo_runs_a_policy_through_the_graph(tmp_path, libero_config, sp_model_
     assert "planning 2 waypoints" in log  # the policy file's settings reach the nodes
     assert "(2 flow steps, seed 0)" in log
     assert "node 'libero_bridge' finished (exit code 0)" in log
+
+
+def test_the_libero_demo_config_runs_every_task_with_the_shipped_libero_policy():
+    from wp_policy.demo import load_demo
+    from wp_policy.paths import config_dir
+
+    config, policy = load_demo(config_dir() / "demo" / "libero_spatial.yaml", {})
+    assert (config.env, config.task_id, config.episodes, config.image_size) == ("libero:libero_spatial", -1, 1, 128)
+    assert policy.parent.name == "libero_spatial_demo"

@@ -67,6 +67,12 @@ def test_shipped_configs_follow_the_protocol(capsys, monkeypatch, tmp_path):
                                                                                                    (1, None, 220)]
         assert main(["--config", str(CONFIGS / "eval_libero.yaml"), "--no-progress"]) == 2
         assert "vlm_checkpoint" in capsys.readouterr().err
+    spatial, policy = load_eval_config(CONFIGS / "eval_libero_spatial_demo.yaml")  # the shipped LIBERO policy
+    assert (spatial.env.env, spatial.env.image_size, spatial.trials_per_task) == ("libero:libero_spatial", 128, 5)
+    assert policy.vlm_checkpoint.endswith("assets/policies/libero_spatial_demo/vlm")
+    if not libero_missing():  # init states 0..4 of every task, disjoint from its demonstrations' 25..49
+        specs = episode_specs(spatial)
+        assert len(specs) == 50 and {s.init_state for s in specs} == set(range(5))
     monkeypatch.setenv("LIBERO_CONFIG_PATH", str(tmp_path))  # a machine without LIBERO's config and assets
     assert main(["--config", str(CONFIGS / "eval_libero.yaml"), "--no-progress"]) == 1
     err = capsys.readouterr().err

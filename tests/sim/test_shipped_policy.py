@@ -1,5 +1,6 @@
-"""The shipped default policy (``wp_policy/assets/policies/lift_demo``): its files load strictly and fit each other,
-and it runs seeded Lift episodes end to end, identically twice.
+"""The shipped policies (``wp_policy/assets/policies/``: ``lift_demo``, the default, and ``libero_spatial_demo``):
+their files load strictly and fit each other, and the default runs seeded Lift episodes end to end, identically
+twice.
 
 Success is not asserted here (the measured rate lives in the policy's README.md); these tests guard against a
 re-export that no longer loads, drifts from the robot config, or makes rollouts nondeterministic.
@@ -22,25 +23,35 @@ from wp_policy.runtime.policy import WaypointPolicy, load_policy_config
 from wp_policy.sim.rollout import EpisodeResult
 from wp_policy.tokenizer import TextTokenizer, TokenLayout
 
-POLICY_DIR = Path(wp_policy.__file__).parent / "assets" / "policies" / "lift_demo"
+POLICIES = Path(wp_policy.__file__).parent / "assets" / "policies"
+POLICY_DIR = POLICIES / "lift_demo"
 POLICY_YAML = POLICY_DIR / "policy.yaml"
+SHIPPED = {"lift_demo": "pick up the red cube",  # each shipped policy and an instruction it was trained on
+           "libero_spatial_demo": "pick up the black bowl on the stove and place it on the plate"}
 RENDER_SIZE = 128  # the demos' camera size (README.md); the robot config resizes to its own size either way
 MAX_BYTES = 20 * 2**20  # the repository commits these files
 
 
-def test_shipped_files_are_small_and_relative():
-    files = [p for p in POLICY_DIR.rglob("*") if p.is_file()]
+def test_every_shipped_policy_is_listed():
+    assert {p.name for p in POLICIES.iterdir() if p.is_dir()} == set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_files_are_small_and_relative(name):
+    files = [p for p in (POLICIES / name).rglob("*") if p.is_file()]
     assert {"policy.yaml", "stats.json", "tokenizer.model", "README.md"} <= {p.name for p in files}
     for sub in ("ae", "vlm"):
-        assert (POLICY_DIR / sub / "model.safetensors").is_file() and (POLICY_DIR / sub / "model_config.yaml").is_file()
+        assert (POLICIES / name / sub / "model.safetensors").is_file()
+        assert (POLICIES / name / sub / "model_config.yaml").is_file()
     assert sum(p.stat().st_size for p in files) < MAX_BYTES
-    raw = yaml.safe_load(POLICY_YAML.read_text())
+    raw = yaml.safe_load((POLICIES / name / "policy.yaml").read_text())
     for key in ("vlm_checkpoint", "ae_checkpoint", "stats_path", "tokenizer_path"):
         assert raw[key] and not Path(raw[key]).is_absolute(), f"{key} must be relative to policy.yaml: {raw[key]}"
 
 
-def test_shipped_policy_loads_strictly_and_files_match():
-    config = load_policy_config(POLICY_YAML)
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_policy_loads_strictly_and_files_match(name):
+    config = load_policy_config(POLICIES / name / "policy.yaml")
     assert config.robot == "libero" and config.device == "cpu"
     policy = WaypointPolicy.from_config(config)  # strict safetensors loads + model/robot checks
     robot = load_robot_config("libero")
@@ -53,7 +64,7 @@ def test_shipped_policy_loads_strictly_and_files_match():
     text = TextTokenizer(config.tokenizer_path)  # the ids the models were trained with must fit their vocabulary
     layout = TokenLayout(policy.vlm.config.vocab_size)
     assert text.vocab_size <= layout.first_reserved  # text ids never reach the waypoint tokens
-    assert text.decode(text.encode("pick up the red cube")) == "pick up the red cube"
+    assert text.decode(text.encode(SHIPPED[name])) == SHIPPED[name]
 
 
 def _episodes(jobs: list[dict]) -> list[dict]:
