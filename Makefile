@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.wp-setup-stamp
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup test test-fast demo clean-venv help
 
@@ -20,10 +21,10 @@ $(STAMP): scripts/setup.sh requirements/base.txt requirements/train.txt requirem
 setup: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 DEMO_ARGS ?=
 demo: $(STAMP)

@@ -1,15 +1,15 @@
 """DDS domains of the test processes: each pytest process (each pytest-xdist worker) and each graph a test starts in
 a subprocess get a domain no other process of the same run uses, so parallel workers never hear each other.
 
-A run's domains are a block of 8 chosen by the run's pid (the xdist controller's for its workers): ids 0..3 of the
-block for up to four workers, 4..7 as each worker's spare for graphs that must not meet the worker's own nodes.
+A run's domains are a block of 16 chosen by the run's pid (the xdist controller's for its workers): ids 0..7 of the
+block for up to eight workers, 8..15 as each worker's spare for graphs that must not meet the worker's own nodes.
 """
 
 from __future__ import annotations
 
 import os
 
-_FIRST, _BLOCK, _BLOCKS = 20, 8, 25  # ids 20..219: within DDS's port mapping (<= 232) and clear of 0 (the default)
+_FIRST, _BLOCK, _BLOCKS = 20, 16, 13  # ids 20..227: within DDS's port mapping (<= 232), clear of 0 (the default)
 
 
 def _worker() -> int:
