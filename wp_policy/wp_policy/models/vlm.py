@@ -145,7 +145,7 @@ class WaypointVLM(nn.Module):
         layout = self.config.layout
         logp = torch.log_softmax(logits, dim=-1)
         nll = -logp.gather(1, targets[:, None])[:, 0]
-        is_bin = torch.as_tensor(layout.is_proprio(targets.cpu().numpy()), device=targets.device)
+        is_bin = (targets <= layout.proprio_base) & (targets > layout.proprio_base - layout.num_bins)
         if bool(is_bin.any()):
             grid = torch.arange(layout.num_bins, device=targets.device)
             centre = (layout.proprio_base - targets[is_bin]).float()  # target bins
