@@ -27,15 +27,15 @@ from typing import Iterator
 import numpy as np
 
 from wp_policy import batch as B
-from wp_policy.normalize import load_stats
 from wp_policy.robot_config import RobotConfig
 from wp_policy.tokenizer import WaypointTokenizer
-from wp_policy.transforms import ActionTransform, ProprioTransform, ae_inputs, camera_masks, pad_to
+from wp_policy.transforms import ActionTransform, ae_inputs, camera_masks, pad_to
 from wp_training.data.extract import WaypointIndex
 from wp_training.data.stats import episode_proprio
 from wp_training.datasets.augment import AugmentConfig
 from wp_training.datasets.collate import sample_image_inputs
-from wp_training.datasets.sample_stream import StreamConfig, StreamingDataset
+from wp_training.datasets.robot_stream import RobotSampleStream
+from wp_training.datasets.sample_stream import StreamConfig
 from wp_training.engine.feature_cache import FeatureStore, cached_image_fields
 
 
@@ -59,31 +59,22 @@ class AEDataConfig:
             raise ValueError(f"prompt_len ({self.prompt_len}) must be >= 2 and image_size ({self.image_size}) >= 1")
 
 
-class WaypointAEDataset(StreamingDataset):
+class WaypointAEDataset(RobotSampleStream):
     """Streams AE samples (see the module docstring); checks dataset, index, stats and robot on construction."""
 
     def __init__(self, cfg: AEDataConfig, robot: RobotConfig, tokenizer: WaypointTokenizer,
                  rank: int | None = None, world_size: int | None = None,
                  features: FeatureStore | None = None):
         super().__init__(cfg.rlds_dir, cfg.split, cfg.stream, rank, world_size)
-        self.features = features  # cached vision features replace the images (wp_training.engine.feature_cache)
         if robot.action.dim > B.MODEL_ACTION_DIM or robot.proprio.dim > B.MODEL_PROPRIO_DIM:
             raise ValueError(f"robot {robot.robot_type}: action ({robot.action.dim}) / proprio ({robot.proprio.dim}) "
                              f"dims exceed the model's {B.MODEL_ACTION_DIM} / {B.MODEL_PROPRIO_DIM}")
-        if tokenizer.proprio_dim != robot.proprio.dim:
-            raise ValueError(f"tokenizer proprio_dim {tokenizer.proprio_dim} != robot proprio dim {robot.proprio.dim}")
-        self.cfg, self.robot, self.tokenizer = cfg, robot, tokenizer
-        stats = load_stats(cfg.stats_path).check_dims(robot.action.dim, robot.proprio.dim, where=cfg.stats_path)
+        stats = self.bind_robot(cfg, robot, tokenizer, features)
         self.actions = ActionTransform(robot, stats.action)
-        self.proprio = ProprioTransform(robot, stats.proprio)
         self.index = WaypointIndex.load(cfg.waypoint_indices)
-        self.reader.check_robot(robot)
         if self.reader.num_episodes != len(self.index.lengths):
             raise ValueError(f"{self.reader.dir} has {self.reader.num_episodes} episodes in split {cfg.split!r} but "
                              f"{cfg.waypoint_indices} lists {len(self.index.lengths)}; they come from different data")
-        self.image_keys = cfg.image_keys or tuple(c.model_key for c in robot.cameras)
-        cams = () if features is not None else tuple(c.rlds_key for c in robot.cameras)  # cached: never read
-        self.observation_keys = cams + tuple(robot.state_keys)
         self.step_keys = ("action", "language_instruction")
         self.dim_mask = np.arange(B.MODEL_ACTION_DIM) < robot.action.dim
         self.pairs_per_episode = np.array([np.sum(np.diff(w) <= cfg.max_duration) for w in self.index.waypoints])

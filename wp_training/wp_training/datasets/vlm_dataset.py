@@ -27,14 +27,14 @@ from typing import Iterator
 import numpy as np
 
 from wp_policy import batch as B
-from wp_policy.normalize import load_stats
 from wp_policy.robot_config import RobotConfig
 from wp_policy.tokenizer import WaypointTokenizer
-from wp_policy.transforms import ProprioTransform, camera_masks
+from wp_policy.transforms import camera_masks
 from wp_training.data.stats import episode_proprio
 from wp_training.datasets.augment import AugmentConfig
 from wp_training.datasets.collate import sample_image_inputs
-from wp_training.datasets.sample_stream import StreamConfig, StreamingDataset
+from wp_training.datasets.robot_stream import RobotSampleStream
+from wp_training.datasets.sample_stream import StreamConfig
 from wp_training.engine.feature_cache import FeatureStore, cached_image_fields
 
 log = logging.getLogger(__name__)
@@ -75,26 +75,17 @@ def waypoint_targets(proprio: np.ndarray, durations: np.ndarray, k: int, num_way
     return proprio[np.minimum(rows, last)], durations[rows - 1]
 
 
-class WaypointVLMDataset(StreamingDataset):
+class WaypointVLMDataset(RobotSampleStream):
     """Streams VLM samples (see the module docstring); checks dataset, stats and robot on construction."""
 
     def __init__(self, cfg: VLMDataConfig, robot: RobotConfig, tokenizer: WaypointTokenizer,
                  rank: int | None = None, world_size: int | None = None,
                  features: FeatureStore | None = None):
         super().__init__(cfg.rlds_dir, cfg.split, cfg.stream, rank, world_size)
-        self.features = features  # cached vision features replace the images (wp_training.engine.feature_cache)
-        if tokenizer.proprio_dim != robot.proprio.dim:
-            raise ValueError(f"tokenizer proprio_dim {tokenizer.proprio_dim} != robot proprio dim {robot.proprio.dim}")
-        self.cfg, self.robot, self.tokenizer = cfg, robot, tokenizer
-        stats = load_stats(cfg.stats_path).check_dims(robot.action.dim, robot.proprio.dim, where=cfg.stats_path)
-        self.proprio = ProprioTransform(robot, stats.proprio)
-        self.reader.check_robot(robot)
+        self.bind_robot(cfg, robot, tokenizer, features)
         if "duration" not in self.reader.layout.step_fields:
             raise ValueError(f"{self.reader.dir}: no steps/duration field, so this is not a waypoint-filtered RLDS; "
                              f"point rlds_dir at the output of `wp-data extract-waypoints`")
-        self.image_keys = cfg.image_keys or tuple(c.model_key for c in robot.cameras)
-        cams = () if features is not None else tuple(c.rlds_key for c in robot.cameras)  # cached: never read
-        self.observation_keys = cams + tuple(robot.state_keys)
         self.step_keys = ("language_instruction", "duration")
         self._clip_logged = False
         self._lengths: np.ndarray | None = None
