@@ -204,9 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     params = out / "params.yaml"
     params.write_text(yaml.safe_dump(graph_params(config), sort_keys=False))
     tasks = "every task" if config.task_id < 0 else f"task {config.task_id}"
-    print(f"wp-demo: {config.episodes} {config.env} episode(s) per task ({tasks}) with {config.policy_config or SHIPPED_POLICY} through "
-          "the ROS graph "
-          f"(log: {out / 'graph.log'})", flush=True)
+    print(f"wp-demo: {config.episodes} {config.env} episode(s) per task ({tasks}) with "
+          f"{config.policy_config or SHIPPED_POLICY} through the ROS graph (log: {out / 'graph.log'})", flush=True)
     started = time.monotonic()
     try:
         code = run_graph(launch_command(config, policy, params, out), out / "graph.log", out / EPISODE_RECORDS,
