@@ -25,6 +25,8 @@
 #   FIRST_INIT_STATE=25     LIBERO: demos start from init states FIRST.. (evaluation uses 0..EVAL_EPISODES-1)
 #   POST_SUCCESS_STEPS=12   expert steps recorded past success (so the planner's stop lands above the success line)
 #   MISSED_GRASP_FRACTION=0 share of demos recorded from a missed grasp (recovery demos: open, approach again, grasp)
+#   WAYPOINT_THRESHOLD=0.005  extract-waypoints --threshold: largest distance (8-D state) of a demo step from its
+#                           waypoint segment; larger = sparser waypoints, so one plan reaches further
 #   IMAGE_SIZE=128          camera render size of the demos and of the eval (models resize to 96 px VLM, 64 px AE)
 #   COLLECT_WORKERS=2       rendering processes for collect-sim
 #   EVAL_EPISODES=50        eval stage: seeded Lift episodes (test seeds 7..56); LIBERO: 5 trials per task
@@ -47,7 +49,7 @@
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
@@ -66,6 +68,7 @@ EPISODES="${EPISODES:-500}"
 FIRST_INIT_STATE="${FIRST_INIT_STATE:-25}"
 POST_SUCCESS_STEPS="${POST_SUCCESS_STEPS:-12}"
 MISSED_GRASP_FRACTION="${MISSED_GRASP_FRACTION:-0}"
+WAYPOINT_THRESHOLD="${WAYPOINT_THRESHOLD:-0.005}"
 IMAGE_SIZE="${IMAGE_SIZE:-128}"
 COLLECT_WORKERS="${COLLECT_WORKERS:-2}"
 EVAL_EPISODES="${EVAL_EPISODES:-${LIBERO:+5}}"
@@ -122,6 +125,7 @@ settings() {  # settings NAME: what a stage's outputs depend on, recorded in its
         collect) echo "episodes=$EPISODES image_size=$IMAGE_SIZE post_success_steps=$POST_SUCCESS_STEPS$(
             [[ "$MISSED_GRASP_FRACTION" == 0 ]] || echo " missed_grasp_fraction=$MISSED_GRASP_FRACTION")$(
             [[ "$TASK" == robosuite:Lift ]] || echo " task=$TASK")${LIBERO:+ first_init_state=$FIRST_INIT_STATE}" ;;
+        waypoints) [[ "$WAYPOINT_THRESHOLD" == 0.005 ]] && echo "-" || echo "threshold=$WAYPOINT_THRESHOLD" ;;
         ae) echo "augment=$AUGMENT args=$AE_ARGS" ;;
         vlm) echo "augment=$AUGMENT proprio_tokens=$PROPRIO_TOKENS args=$VLM_ARGS" ;;
         vlm_refine) echo "steps=$REFINE_STEPS augment=$AUGMENT proprio_tokens=$PROPRIO_TOKENS args=$VLM_ARGS" ;;
@@ -163,8 +167,8 @@ stage_collect() {
 }
 
 stage_waypoints() {
-    "$PY" -m wp_training.data_cli extract-waypoints --rlds "$RLDS" --robot libero --keys state --threshold 0.005 \
-        --out "$WP" --plot 0 1
+    "$PY" -m wp_training.data_cli extract-waypoints --rlds "$RLDS" --robot libero --keys state \
+        --threshold "$WAYPOINT_THRESHOLD" --out "$WP" --plot 0 1
 }
 
 stage_stats() {
