@@ -12,6 +12,7 @@ from model_fixtures import PROPRIO_DIM, images, random_example, saved_bytes, see
 
 from wp_policy import batch as B
 from wp_policy.models import WaypointVLM, stack_prompts, vlm_config
+from wp_policy.models.validation import ModelInputError
 
 
 def test_prefix_lm_masking_by_perturbation(tiny_vlm, tiny_vlm_config, wp_tokenizer):
@@ -164,3 +165,23 @@ def test_bin_label_sigma_soft_targets(tiny_vlm_config, wp_tokenizer):
     assert losses[3.0] != pytest.approx(losses[0.0], rel=1e-4)
     with pytest.raises(ValueError, match="bin_label_sigma"):
         dataclasses.replace(tiny_vlm_config, bin_label_sigma=float("nan"))
+
+
+def test_target_tokens_are_the_targets_and_tokens_the_input(tiny_vlm_config, wp_tokenizer):
+    """With TARGET_TOKENS the model reads TOKENS (noisy earlier waypoints) and is scored against TARGET_TOKENS."""
+    batch = vlm_batch(tiny_vlm_config, wp_tokenizer, [random_example(np.random.default_rng(i)) for i in range(2)])
+    model = seeded(WaypointVLM, tiny_vlm_config)
+    layout = tiny_vlm_config.layout
+    read = batch[B.TOKENS].clone()
+    bins = torch.as_tensor(layout.is_proprio(read.numpy())) & batch[B.LOSS_MASK].bool()
+    read[bins] = torch.as_tensor(layout.proprio_token(np.zeros(int(bins.sum()), np.int64)))  # every bin read as 0
+    noisy = {**batch, B.TOKENS: read, B.TARGET_TOKENS: batch[B.TOKENS]}
+    with torch.no_grad():
+        loss = model(noisy)[0].item()
+        logp = torch.log_softmax(model.logits({**batch, B.TOKENS: read})[:, :-1], -1)
+    select = batch[B.LOSS_MASK][:, 1:]
+    targets = batch[B.TOKENS][:, 1:][select]
+    assert loss == pytest.approx(-logp[select].gather(1, targets[:, None]).mean().item(), rel=1e-5)
+    assert loss != pytest.approx(model(batch)[0].item(), rel=1e-4)  # what it reads matters
+    with pytest.raises(ModelInputError, match=B.TARGET_TOKENS):
+        model({**noisy, B.TARGET_TOKENS: batch[B.TOKENS][:, :-1]})

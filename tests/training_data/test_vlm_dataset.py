@@ -150,3 +150,24 @@ def test_state_noise_changes_only_the_prompt_state_and_is_seeded(libero_prepared
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(noisy, tokens(0.3)))  # seeded
     with pytest.raises(ValueError, match="state_noise must be in"):
         VLMDataConfig("a", "b", state_noise=-0.1)
+
+
+def test_history_noise_changes_only_the_read_waypoints_and_is_seeded(libero_prepared, libero_config, make_tokenizer):
+    tok = make_tokenizer(libero_config)
+    clean = list(vlm_dataset(libero_prepared, libero_config, tok))
+    noisy = list(vlm_dataset(libero_prepared, libero_config, tok, history_noise=0.3))
+    assert len(clean) == len(noisy) and all(B.TARGET_TOKENS not in s for s in clean)
+    changed = 0
+    for a, b in zip(clean, noisy):
+        np.testing.assert_array_equal(b[B.TARGET_TOKENS], a[B.TOKENS])  # the targets stay exact
+        for key in (B.INPUT_MASK, B.AR_MASK, B.LOSS_MASK):
+            np.testing.assert_array_equal(a[key], b[key])
+        differ = a[B.TOKENS] != b[B.TOKENS]
+        assert not np.any(differ & ~a[B.LOSS_MASK])  # prompt, "Action: " and end tokens untouched
+        assert np.all(tok.layout.is_proprio(b[B.TOKENS][differ]))  # only proprio bins move, durations stay
+        changed += bool(differ.any())
+    assert changed > len(clean) // 2
+    again = list(vlm_dataset(libero_prepared, libero_config, tok, history_noise=0.3))
+    assert all(np.array_equal(a[B.TOKENS], b[B.TOKENS]) for a, b in zip(noisy, again))  # seeded
+    with pytest.raises(ValueError, match="history_noise must be in"):
+        VLMDataConfig("a", "b", history_noise=1.5)

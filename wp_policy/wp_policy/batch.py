@@ -27,6 +27,8 @@ Action Expert (AE) batch:
 VLM batch (tokens from ``WaypointTokenizer.encode_training``):
   AR_MASK       int32 [B, L]     0 = bidirectional prefix, 1 = causal postfix
   LOSS_MASK     bool [B, L]      CE targets (proprio and duration tokens of real waypoints)
+  TARGET_TOKENS int64 [B, L]     optional: the exact sequence the CE targets come from when TOKENS (what the
+                                 planner reads) carries noisy earlier waypoints (``data.history_noise``)
 """
 
 IMAGES = "images"
@@ -36,6 +38,7 @@ TOKENS = "tokens"
 INPUT_MASK = "input_mask"
 AR_MASK = "ar_mask"
 LOSS_MASK = "loss_mask"
+TARGET_TOKENS = "target_tokens"
 START_PROPRIO = "start_proprio"
 END_PROPRIO = "end_proprio"
 DURATION = "duration"

@@ -118,18 +118,25 @@ class WaypointVLM(nn.Module):
         check_prefix_then_postfix(batch[B.AR_MASK], batch[B.INPUT_MASK])
         if training:
             check_tensor(B.LOSS_MASK, batch[B.LOSS_MASK], shape, floating=False)
+            if B.TARGET_TOKENS in batch:
+                check_tensor(B.TARGET_TOKENS, batch[B.TARGET_TOKENS], shape, floating=False)
+                check_tokens(batch[B.TARGET_TOKENS], batch[B.INPUT_MASK], n, self.config.vocab_size,
+                             names=(B.TARGET_TOKENS, B.INPUT_MASK))
             if not bool(batch[B.LOSS_MASK][:, 1:].bool().any()):
                 raise ModelInputError(f"{B.LOSS_MASK} selects no target token (after the first position)")
         return n
 
     # ---- training -----------------------------------------------------------------------------------------------
     def forward(self, batch: Mapping):
-        """Next-token CE on LOSS_MASK targets -> (scalar loss, metrics of detached scalars)."""
+        """Next-token CE on LOSS_MASK targets -> (scalar loss, metrics of detached scalars).
+
+        The targets come from TARGET_TOKENS when the batch has them (noisy earlier waypoints in TOKENS), else from
+        TOKENS."""
         self.check_batch(batch, training=True)
         hidden = self.text_hidden_states(batch)[:, :-1]  # position i predicts token i + 1
         dev = hidden.device
         select = batch[B.LOSS_MASK].to(dev).bool()[:, 1:] & batch[B.INPUT_MASK].to(dev).bool()[:, 1:]
-        targets = batch[B.TOKENS].to(dev)[:, 1:][select]
+        targets = batch.get(B.TARGET_TOKENS, batch[B.TOKENS]).to(dev)[:, 1:][select]
         logits = self.paligemma.lm_head(hidden[select]).float()  # [K, V]
         loss = self.token_loss(logits, targets)
         accuracy = (logits.argmax(-1) == targets).float().mean()

@@ -53,12 +53,18 @@ class VLMDataConfig:
     # std of Gaussian noise on the prompt state (normalised units, clipped to [-1, 1]; 0: off). The targets stay
     # exact, so the planner cannot read where to go off the arm's own state and has to look at the images.
     state_noise: float = 0.0
+    # std of Gaussian noise on the waypoints the planner reads back as its own earlier output under teacher forcing
+    # (normalised units, clipped to [-1, 1]; 0: off). The targets stay exact: a plan can then not be extrapolated
+    # from its first, exactly given waypoints, and where the object is has to come from the images.
+    history_noise: float = 0.0
 
     def __post_init__(self):
         if self.stride < 1 or self.image_size < 1:
             raise ValueError(f"stride ({self.stride}) and image_size ({self.image_size}) must be >= 1")
         if not 0.0 <= self.state_noise <= 1.0:
             raise ValueError(f"state_noise must be in [0, 1] (normalised units), got {self.state_noise}")
+        if not 0.0 <= self.history_noise <= 1.0:
+            raise ValueError(f"history_noise must be in [0, 1] (normalised units), got {self.history_noise}")
 
 
 def waypoint_targets(proprio: np.ndarray, durations: np.ndarray, k: int, num_waypoints: int):
@@ -119,6 +125,9 @@ class WaypointVLMDataset(RobotSampleStream):
         for k in range(int(rng.integers(self.cfg.stride)), len(durations), self.cfg.stride):  # the offset draw
             target_p, target_d = waypoint_targets(proprio, durations, k, self.tokenizer.num_waypoints)
             state = proprio[k] if not noise else np.clip(proprio[k] + rng.normal(0.0, noise, proprio.shape[1]), -1, 1)
+            history = None
+            if self.cfg.history_noise:
+                history = np.clip(target_p + rng.normal(0.0, self.cfg.history_noise, target_p.shape), -1, 1)
             yield {
                 "episode": index,
                 "step": k,
@@ -128,6 +137,7 @@ class WaypointVLMDataset(RobotSampleStream):
                 "state": state,
                 "target_proprio": target_p,
                 "target_durations": target_d,
+                "history_proprio": history,
             }
 
     def image_steps(self, index: int, length: int) -> np.ndarray:
@@ -139,15 +149,20 @@ class WaypointVLMDataset(RobotSampleStream):
         try:
             seq = self.tokenizer.encode_training(raw["instruction"], raw["state"], raw["target_proprio"],
                                                  raw["target_durations"])
+            read = None if raw["history_proprio"] is None else self.tokenizer.encode_training(
+                raw["instruction"], raw["state"], raw["history_proprio"], raw["target_durations"])
         except ValueError as exc:
             raise ValueError(f"{raw['where']}: {exc}") from None
-        return {
+        sample = {
             **self.image_fields(raw),
-            B.TOKENS: seq.tokens,
+            B.TOKENS: seq.tokens if read is None else read.tokens,
             B.INPUT_MASK: seq.input_mask,
             B.AR_MASK: seq.ar_mask,
             B.LOSS_MASK: seq.loss_mask,
         }
+        if read is not None:  # the same layout token for token: only proprio bins differ
+            sample[B.TARGET_TOKENS] = seq.tokens
+        return sample
 
     def image_fields(self, raw: dict) -> dict:
         """IMAGES + IMAGE_MASKS decoded from the sample's camera bytes, or the cached FEATURES + IMAGE_MASKS."""
