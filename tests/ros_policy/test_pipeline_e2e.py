@@ -34,11 +34,15 @@ def test_demos_to_trained_policy_to_an_episode_through_the_graph(tmp_path):
     env = {**os.environ, "WORK": str(work), "OUT": str(out), "EPISODES": "2", "IMAGE_SIZE": "64",
            "POST_SUCCESS_STEPS": "3", "COLLECT_WORKERS": "1", "PY": sys.executable,
            "AE_ARGS": "num_steps=4 optim.warmup_steps=1 checkpoint.every_steps=2 log.every_steps=1 batch_size=4 min_global_batch=4",
-           "VLM_ARGS": "num_steps=4 optim.warmup_steps=1 checkpoint.every_steps=2 log.every_steps=1 batch_size=4 min_global_batch=4"}
+           "VLM_ARGS": "num_steps=4 optim.warmup_steps=1 checkpoint.every_steps=2 log.every_steps=1 batch_size=4 min_global_batch=4"
+                       " data.history_noise=0.1"}
     _run(["bash", str(RECIPE), "collect", "waypoints", "stats", "tokenizer", "train", "export"], env, 900)
 
     indices = json.loads((work / "waypoints" / "waypoint_indices.json").read_text())
     assert indices, "extraction wrote no waypoints"
+    other = subprocess.run(["bash", str(RECIPE), "waypoints"], env={**env, "WAYPOINT_THRESHOLD": "0.02"}, cwd=REPO,
+                           capture_output=True, text=True, timeout=60)  # a stage marker records its settings
+    assert other.returncode == 2 and "threshold=0.02" in other.stderr, other.stderr
     for name in ("policy.yaml", "stats.json", "tokenizer.model", "ae/model.safetensors", "vlm/model.safetensors"):
         assert (out / name).is_file(), f"export is missing {name}"
 
