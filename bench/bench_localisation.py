@@ -113,7 +113,7 @@ def main(argv=None) -> None:
     held_out = min(args.held_out, len(grasp) // 2)
     centre = grasp[-held_out:] - grasp[:-held_out].mean(0)
     print(f"# {len(grasp)} episodes ({held_out} held out); tower {dataclasses.asdict(spec)}; {args.steps} steps of "
-          f"batch {args.batch}; torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor()}")
+          f"batch {args.batch}; torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")
     print(f"# predicting the training mean: median error {np.median(np.linalg.norm(centre, axis=1)) * 100:.2f} cm")
     openpi = AugmentConfig(enabled=True)
     colour = dataclasses.replace(openpi, crop_scale=1.0, rotate_deg=0.0)
