@@ -33,14 +33,15 @@
 #                           (init states 0..4)
 #   EVAL_VIDEO=false        true: the eval stage writes one MP4 per episode (two views, plan overlay)
 #   OUT=wp_policy/wp_policy/assets/policies/lift_demo       export directory (LIBERO: $WORK/policy)
-#   REFINE_STEPS=5000       VLM steps of a second cosine cycle warm-started from the first VLM run (0: none)
+#   REFINE_STEPS=0          VLM steps of a second cosine cycle warm-started from the first VLM run (0: none)
 #   AE_ARGS= VLM_ARGS=      extra wp-train overrides, e.g. AE_ARGS="num_steps=10" (smoke runs; VLM_ARGS apply
 #                           to both VLM cycles)
 #   PROPRIO_TOKENS=uncoupled  planner waypoint layout: uncoupled = one token per gripper (the right finger
 #                           mirrors the left), all = one token per finger (the layout of earlier builds)
-#   AUGMENT=true            training image augmentation of both models (data.augment.enabled)
-#   SELECT_EPISODES=20      held-out episodes per candidate checkpoint (0: no selection, ship the last VLM;
-#                           LIBERO: 0, its init states are split between demos and evaluation)
+#   AUGMENT=true            training image augmentation of both models (data.augment.enabled; the configs say
+#                           which kinds: the AE's all of openpi's, the VLM's colour jitter only)
+#   SELECT_EPISODES=0       held-out episodes per candidate checkpoint (0: no selection, ship the last VLM;
+#                           LIBERO: always 0, its init states are split between demos and evaluation)
 #   SELECT_SEED=1000        first held-out reset seed (disjoint from the test seeds 7..56 and the demos' 100000..)
 #   SELECT_EVERY=1000       candidates: checkpoints at multiples of this step, plus each VLM cycle's last
 #   FORCE=                  1: redo the named stages from scratch even when their markers say done
@@ -49,7 +50,7 @@
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
@@ -74,11 +75,11 @@ COLLECT_WORKERS="${COLLECT_WORKERS:-2}"
 EVAL_EPISODES="${EVAL_EPISODES:-${LIBERO:+5}}"
 EVAL_EPISODES="${EVAL_EPISODES:-50}"
 EVAL_VIDEO="${EVAL_VIDEO:-false}"
-REFINE_STEPS="${REFINE_STEPS:-5000}"
+REFINE_STEPS="${REFINE_STEPS:-0}"
 PROPRIO_TOKENS="${PROPRIO_TOKENS:-uncoupled}"
 AUGMENT="${AUGMENT:-true}"
-SELECT_EPISODES="${SELECT_EPISODES:-${LIBERO:+0}}"
-SELECT_EPISODES="${SELECT_EPISODES:-20}"
+SELECT_EPISODES="${SELECT_EPISODES:-0}"
+if [[ -n "$LIBERO" ]]; then SELECT_EPISODES=0; fi
 SELECT_SEED="${SELECT_SEED:-1000}"
 SELECT_EVERY="${SELECT_EVERY:-1000}"
 FORCE="${FORCE:-}"
