@@ -107,7 +107,6 @@ def probe(spec: VisionSpec, views: dict[str, tuple[np.ndarray, bool]], grasp: np
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     spec = VisionSpec(**load_yaml(args.config)["model"]["vision"])
     primary, wrist, grasp = first_frames(args.rlds, args.gripper_dim, args.closed_below)
     held_out = min(args.held_out, len(grasp) // 2)

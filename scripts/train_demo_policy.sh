@@ -41,7 +41,7 @@
 #   AUGMENT=true            training image augmentation of both models (data.augment.enabled; the configs say
 #                           which kinds: the AE's all of openpi's, the VLM's colour jitter only)
 #   SELECT_EPISODES=0       held-out episodes per candidate checkpoint (0: no selection, ship the last VLM;
-#                           LIBERO: always 0, its init states are split between demos and evaluation)
+#                           LIBERO: keep 0, its init states are split between demos and evaluation)
 #   SELECT_SEED=1000        first held-out reset seed (disjoint from the test seeds 7..56 and the demos' 100000..)
 #   SELECT_EVERY=1000       candidates: checkpoints at multiples of this step, plus each VLM cycle's last
 #   FORCE=                  1: redo the named stages from scratch even when their markers say done
@@ -69,7 +69,8 @@ EPISODES="${EPISODES:-500}"
 FIRST_INIT_STATE="${FIRST_INIT_STATE:-25}"
 POST_SUCCESS_STEPS="${POST_SUCCESS_STEPS:-12}"
 MISSED_GRASP_FRACTION="${MISSED_GRASP_FRACTION:-0}"
-WAYPOINT_THRESHOLD="${WAYPOINT_THRESHOLD:-0.005}"
+DEFAULT_WAYPOINT_THRESHOLD=0.005  # a marker of a default run reads "-", as before the variable existed
+WAYPOINT_THRESHOLD="${WAYPOINT_THRESHOLD:-$DEFAULT_WAYPOINT_THRESHOLD}"
 IMAGE_SIZE="${IMAGE_SIZE:-128}"
 COLLECT_WORKERS="${COLLECT_WORKERS:-2}"
 EVAL_EPISODES="${EVAL_EPISODES:-${LIBERO:+5}}"
@@ -79,7 +80,6 @@ REFINE_STEPS="${REFINE_STEPS:-0}"
 PROPRIO_TOKENS="${PROPRIO_TOKENS:-uncoupled}"
 AUGMENT="${AUGMENT:-true}"
 SELECT_EPISODES="${SELECT_EPISODES:-0}"
-if [[ -n "$LIBERO" ]]; then SELECT_EPISODES=0; fi
 SELECT_SEED="${SELECT_SEED:-1000}"
 SELECT_EVERY="${SELECT_EVERY:-1000}"
 FORCE="${FORCE:-}"
@@ -126,7 +126,7 @@ settings() {  # settings NAME: what a stage's outputs depend on, recorded in its
         collect) echo "episodes=$EPISODES image_size=$IMAGE_SIZE post_success_steps=$POST_SUCCESS_STEPS$(
             [[ "$MISSED_GRASP_FRACTION" == 0 ]] || echo " missed_grasp_fraction=$MISSED_GRASP_FRACTION")$(
             [[ "$TASK" == robosuite:Lift ]] || echo " task=$TASK")${LIBERO:+ first_init_state=$FIRST_INIT_STATE}" ;;
-        waypoints) [[ "$WAYPOINT_THRESHOLD" == 0.005 ]] && echo "-" || echo "threshold=$WAYPOINT_THRESHOLD" ;;
+        waypoints) [[ "$WAYPOINT_THRESHOLD" == "$DEFAULT_WAYPOINT_THRESHOLD" ]] && echo "-" || echo "threshold=$WAYPOINT_THRESHOLD" ;;
         ae) echo "augment=$AUGMENT args=$AE_ARGS" ;;
         vlm) echo "augment=$AUGMENT proprio_tokens=$PROPRIO_TOKENS args=$VLM_ARGS" ;;
         vlm_refine) echo "steps=$REFINE_STEPS augment=$AUGMENT proprio_tokens=$PROPRIO_TOKENS args=$VLM_ARGS" ;;
