@@ -33,6 +33,22 @@ def test_loss_is_the_masked_flow_matching_mse(tiny_ae, tiny_ae_config):
     assert err.mean().item() != pytest.approx(expected.item(), rel=1e-3)  # the masks do change the value
 
 
+def test_a_sample_without_visible_images_ignores_their_pixels(tiny_ae, tiny_ae_config):
+    """Training with image dropout hides every view of a sample: its loss must then come from prompt and proprio
+    alone, whatever the pixels, while the other samples of the batch still read theirs."""
+    randomize_adarms(tiny_ae)
+    batch = ae_batch(tiny_ae_config, n=2)
+    for key in batch[B.IMAGE_MASKS]:
+        batch[B.IMAGE_MASKS][key] = torch.tensor([False, True])
+    other = {**batch, B.IMAGES: {k: torch.rand_like(v) * 2 - 1 for k, v in batch[B.IMAGES].items()}}
+    with torch.no_grad():
+        a = tiny_ae.sample_actions(without_actions(batch), torch.Generator().manual_seed(0))
+        b = tiny_ae.sample_actions(without_actions(other), torch.Generator().manual_seed(0))
+    assert torch.isfinite(a).all() and torch.equal(a[0], b[0]) and not torch.allclose(a[1], b[1])
+    loss = tiny_ae(batch, torch.Generator().manual_seed(0))[0]
+    assert torch.isfinite(loss)
+
+
 def test_every_trainable_parameter_gets_a_gradient(tiny_ae_config):
     model = seeded(WaypointActionExpert, tiny_ae_config).train()
     model(ae_batch(tiny_ae_config, n=2))[0].backward()

@@ -109,6 +109,32 @@ def test_max_duration_skips_long_pairs(libero_prepared, libero_config, make_toke
     assert sorted(durations) == sorted(gaps[gaps <= 4].tolist()) and max(gaps) > 4
 
 
+def test_image_dropout_hides_every_view_of_a_seeded_share(libero_prepared, libero_config, make_tokenizer):
+    tok = make_tokenizer(libero_config)
+    plain = list(ae_dataset(libero_prepared, libero_config, tok, image_keys=MODEL_KEYS))
+    dropped = list(ae_dataset(libero_prepared, libero_config, tok, image_keys=MODEL_KEYS, image_dropout=0.5))
+    again = list(ae_dataset(libero_prepared, libero_config, tok, image_keys=MODEL_KEYS, image_dropout=0.5))
+    have = {"base_0_rgb": True, "left_wrist_0_rgb": True, "right_wrist_0_rgb": False}  # LIBERO: one wrist camera
+    hidden = 0
+    for p, d, g in zip(plain, dropped, again):
+        masks = {k: bool(v) for k, v in d[B.IMAGE_MASKS].items()}
+        assert masks == {k: bool(v) for k, v in g[B.IMAGE_MASKS].items()}  # the same samples hidden on every run
+        if any(masks.values()):
+            assert masks == have
+        else:
+            hidden += 1
+        for key in (B.ACTIONS, B.START_PROPRIO, B.END_PROPRIO, B.TOKENS):  # only the masks change
+            np.testing.assert_array_equal(d[key], p[key])
+        np.testing.assert_array_equal(d[B.IMAGES]["base_0_rgb"], p[B.IMAGES]["base_0_rgb"])
+    assert 0.25 * len(plain) < hidden < 0.75 * len(plain)
+    every = list(ae_dataset(libero_prepared, libero_config, tok, image_keys=MODEL_KEYS, image_dropout=1.0))
+    assert not any(bool(v) for s in every for v in s[B.IMAGE_MASKS].values())
+    batch = collate(every[:4])
+    assert batch[B.IMAGE_MASKS]["base_0_rgb"].dtype == torch.bool and not batch[B.IMAGE_MASKS]["base_0_rgb"].any()
+    with pytest.raises(ValueError, match=r"image_dropout must be in \[0, 1\], got 1.5"):
+        AEDataConfig("a", "b", "c", image_dropout=1.5)
+
+
 def test_loader_workers_are_seeded_and_resume_exactly(libero_prepared, libero_config, make_tokenizer):
     stream = StreamConfig(shuffle_buffer=16, shuffle_warmup=4, episode_chunk=1, seed=3)
     tok = make_tokenizer(libero_config)

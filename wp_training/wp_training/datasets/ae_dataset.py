@@ -15,6 +15,11 @@ A sample is one pair of consecutive waypoints ``(a, b)`` of an episode with dura
   DIM_MASK            bool [32]          dim < action.dim
   DURATION            int64              d
 
+``image_dropout`` hides every view of a share of the samples (their ``IMAGE_MASKS`` all False, so the model attends
+to no image token). Without it the AE can predict a scripted demo's actions from the images alone, since the images
+show the phase of the motion, and learn to ignore its end waypoint; a sample without images can only be explained
+from start, end and duration, so the AE has to follow the waypoints it is given.
+
 Every field but the training targets is built by :mod:`wp_policy.transforms`, the functions the deployment path
 (:mod:`wp_policy.runtime.policy`) calls too, so a trained AE sees the same numbers at inference.
 """
@@ -51,8 +56,11 @@ class AEDataConfig:
     image_keys: tuple[str, ...] = ()  # the model's image keys in order; empty: this robot's camera model_keys
     stream: StreamConfig = field(default_factory=StreamConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training-time image augmentation (off)
+    image_dropout: float = 0.0  # share of samples trained without their images (seeded per episode; 0: off)
 
     def __post_init__(self):
+        if not 0.0 <= self.image_dropout <= 1.0:
+            raise ValueError(f"image_dropout must be in [0, 1], got {self.image_dropout}")
         if not 1 <= self.max_duration <= B.HORIZON:
             raise ValueError(f"max_duration must be in 1..{B.HORIZON} (the AE horizon), got {self.max_duration}")
         if self.prompt_len < 2 or self.image_size < 1:
@@ -99,6 +107,7 @@ class WaypointAEDataset(RobotSampleStream):
         for a, b in zip(w[:-1].tolist(), w[1:].tolist()):
             if b - a > self.cfg.max_duration:
                 continue
+            hide = bool(self.cfg.image_dropout) and bool(rng.random() < self.cfg.image_dropout)
             yield {
                 "episode": index,
                 "step": a,
@@ -108,6 +117,7 @@ class WaypointAEDataset(RobotSampleStream):
                 "start": proprio[a],
                 "end": proprio[b],
                 "actions": actions[a:b],
+                "hide_images": hide,
             }
 
     def image_steps(self, index: int, length: int) -> np.ndarray:
@@ -122,8 +132,11 @@ class WaypointAEDataset(RobotSampleStream):
                                self.cfg.prompt_len)
         except ValueError as exc:
             raise ValueError(f"{raw['where']}: {exc}") from None
+        images = self.image_fields(raw)
+        if raw["hide_images"]:
+            images[B.IMAGE_MASKS] = {k: np.False_ for k in images[B.IMAGE_MASKS]}
         return {
-            **self.image_fields(raw),
+            **images,
             **inputs,
             B.ACTIONS: pad_to(raw["actions"], (B.HORIZON, B.MODEL_ACTION_DIM)),
             B.STEP_MASK: np.arange(B.HORIZON) < d,
