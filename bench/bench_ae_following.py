@@ -83,7 +83,8 @@ def main(argv=None) -> None:
     obs_list = observations(args.env, args.seeds, args.wait_steps, args.image_size)
     print(f"# {args.env}: seeds {args.seeds}, offset +-{args.offset * 100:g} cm, duration {args.duration}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")
-    print("| policy | gain x | gain y | gain z | largest cross-axis gain | stay response |\n|---|---:|---:|---:|---:|---:|")
+    print("| policy | gain x | gain y | gain z | largest cross-axis gain | stay response |")
+    print("|---|---:|---:|---:|---:|---:|")
     for path in args.policy:
         policy = WaypointPolicy.from_config(load_policy_config(path))
         gain, stay = response(policy, obs_list, args.offset, args.duration)
