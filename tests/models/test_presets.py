@@ -52,6 +52,12 @@ def test_config_yaml_round_trip_and_validation():
         ae_config("tiny", expert=GemmaSpec(32, 2, 64, num_heads=4, num_kv_heads=1, head_dim=16))
     with pytest.raises(ValueError, match=r"expert depth 18 must equal the llm depth 2"):
         ae_config("tiny", expert=GemmaSpec(32, 18, 64, 2, 1, 16))
+    relative = ae_config("tiny", relative_dims=(0, 1, 2))
+    assert from_dict(AEConfig, to_dict(relative)).relative_dims == (0, 1, 2)
+    with pytest.raises(ValueError, match=r"relative_dims must be unique proprio dims in 0..31, got \[0, 0\]"):
+        ae_config("tiny", relative_dims=(0, 0))
+    with pytest.raises(ValueError, match=r"relative_dims must be unique proprio dims in 0..31, got \[32\]"):
+        ae_config("tiny", relative_dims=(32,))
     with pytest.raises(ValueError, match=r"vocab_size 300 is too small"):
         vlm_config("tiny", vocab_size=300)
     with pytest.raises(ValueError, match=r"image_size 224 is not a multiple of patch_size 15"):

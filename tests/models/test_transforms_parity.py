@@ -64,14 +64,16 @@ def data(tmp_path_factory) -> dict:
     return {"rlds": rlds, "index": result.index_path, "filtered": result.filtered_dir, "stats": stats}
 
 
-@pytest.fixture(scope="module", params=["tiny_three_views", "shipped_lift_demo"])
+@pytest.fixture(scope="module", params=["tiny_three_views", "tiny_relative_ae", "shipped_lift_demo"])
 def policy(request, data, sp_model_path, tmp_path_factory) -> WaypointPolicy:
     if request.param == "shipped_lift_demo":
         return WaypointPolicy.from_config(load_policy_config(SHIPPED))
     out = tmp_path_factory.mktemp("tiny_policy")
     torch.manual_seed(0)
+    relative = tuple(range(6)) if request.param == "tiny_relative_ae" else ()  # the pose dims, as the demo AE
     save_pretrained(WaypointVLM(vlm_config("tiny", proprio_dim=8, image_keys=DEFAULT_IMAGE_KEYS)), out / "vlm")
-    save_pretrained(WaypointActionExpert(ae_config("tiny", image_keys=DEFAULT_IMAGE_KEYS)), out / "ae")
+    save_pretrained(WaypointActionExpert(ae_config("tiny", image_keys=DEFAULT_IMAGE_KEYS, relative_dims=relative)),
+                    out / "ae")
     path = out / "policy.yaml"
     path.write_text(yaml.safe_dump({"robot": "libero", "vlm_checkpoint": "vlm", "ae_checkpoint": "ae", "device": "cpu",
                                     "stats_path": str(data["stats"]), "tokenizer_path": str(sp_model_path)}))
@@ -86,6 +88,7 @@ def _training_dataset(mode: str, policy: WaypointPolicy, data: dict):
                "vision": dataclasses.asdict(cfg.vision)}
     common = {"robot": "libero", "stats_path": policy.config.stats_path, "tokenizer_path": policy.config.tokenizer_path}
     if mode == "ae":
+        section["relative_dims"] = list(cfg.relative_dims)  # read back from the saved checkpoint
         data_section = {**common, "rlds_dir": str(data["rlds"]), "waypoint_indices": str(data["index"])}
     else:
         section.update(num_waypoints=policy.config.num_waypoints,
@@ -147,6 +150,10 @@ def test_ae_inputs_equal_in_training_and_deployment(policy, data):
         _assert_same_images(train, runtime, keys)
         for key in (B.START_PROPRIO, B.END_PROPRIO, B.DURATION):
             assert train[key].dtype == runtime[key].dtype and torch.equal(train[key], runtime[key]), key
+        for d in policy.ae.config.relative_dims:  # the pose is read relative to the start: end - start, start 0
+            assert train[B.START_PROPRIO][0, d] == 0.0
+            assert train[B.END_PROPRIO][0, d] == pytest.approx(float(np.clip(raw["end"][d] - raw["start"][d], -1, 1)),
+                                                               abs=1e-6)
         n = _assert_prompt_is_prefix(train, runtime)
         assert not bool(train[B.INPUT_MASK][:, n:].any())  # training pads the prompt; the model ignores padding
         padded = {k: train[k] for k in runtime}

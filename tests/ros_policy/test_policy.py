@@ -204,6 +204,11 @@ def test_mismatches_fail_at_load_time_with_one_line_naming_the_file(policy_confi
     short = save_pretrained(WaypointActionExpert(ae_config("tiny", image_keys=keys, horizon=16)), tmp_path / "ae16")
     with pytest.raises(ConfigError, match=r"ae16: the AE fills 16-step chunks.*needs horizon >= 32"):
         WaypointPolicy.from_config(replace(policy_config, ae_checkpoint=str(short)))
+    wide = save_pretrained(WaypointActionExpert(ae_config("tiny", image_keys=keys, relative_dims=(0, 20))),
+                           tmp_path / "ae_rel")
+    with pytest.raises(ConfigError, match=r"ae_rel: the AE reads proprio dims \[0, 20\] relative to the start, but "
+                                          r"robot galaxea_r1_lite has 14 proprio dims"):
+        WaypointPolicy.from_config(replace(policy_config, ae_checkpoint=str(wide)))
     with pytest.raises(ConfigError, match=r"vlm: holds a VLM planner checkpoint, but this path must name an Action"):
         WaypointPolicy.from_config(replace(policy_config, ae_checkpoint=str(policy_files.vlm)))
     with pytest.raises(ConfigError, match=r"ae: holds an Action Expert checkpoint, but this path must name a VLM"):

@@ -147,6 +147,7 @@ def test_groups_lora_targets_and_fsdp_units_match_the_real_model(mode, libero_da
     ("vlm", {"model.proprio_dim": 14}, "model.proprio_dim 14 != robot libero"),
     ("vlm", {"data.image_keys": ["base_0_rgb"]}, "data.image_keys"),
     ("ae", {"data.tokenizer_path": ""}, "tokenizer_path must name"),
+    ("ae", {"model.relative_dims": [0, 8]}, r"model.relative_dims \[8\] are not proprio dims of robot libero"),
 ])
 def test_config_errors_name_the_field(mode, overrides, message, libero_data, tmp_path):
     cfg = tiny_config(mode, libero_data, tmp_path / "r", **overrides)

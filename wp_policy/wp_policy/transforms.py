@@ -138,10 +138,27 @@ def ae_prompt(tokenizer: WaypointTokenizer, instruction: str, start: np.ndarray,
     return tokens, np.arange(length) < len(prompt)
 
 
+def relative_pair(start: np.ndarray, end: np.ndarray, dims: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, end)`` normalised ``[P]`` as an AE with ``relative_dims`` reads them: in ``dims`` the end becomes
+    ``end - start`` (clipped to [-1, 1]) and the start 0, so the pair tells only where to go from here, not where
+    the arm is; other dims unchanged. On scripted demos the absolute pose shows the phase of the motion, from which
+    an AE can predict the demo's actions without ever reading its end waypoint; a relative pair cannot be used
+    that way."""
+    if not len(dims):
+        return start, end
+    start, end = np.array(start, copy=True), np.array(end, copy=True)
+    idx = np.asarray(dims, np.int64)
+    end[idx] = np.clip(end[idx] - start[idx], -1.0, 1.0)
+    start[idx] = 0.0
+    return start, end
+
+
 def ae_inputs(tokenizer: WaypointTokenizer, instruction: str, start: np.ndarray, end: np.ndarray, duration: int,
-              proprio_width: int, prompt_len: int | None = None) -> dict:
+              proprio_width: int, prompt_len: int | None = None, relative_dims: Sequence[int] = ()) -> dict:
     """The AE's non-image inputs for one pair of normalised proprio ``[P]`` (``TOKENS``, ``INPUT_MASK``,
-    ``START_PROPRIO`` / ``END_PROPRIO`` float32 ``[proprio_width]``, ``DURATION`` int64)."""
+    ``START_PROPRIO`` / ``END_PROPRIO`` float32 ``[proprio_width]``, ``DURATION`` int64); ``relative_dims``: the
+    AE config's (see :func:`relative_pair`)."""
+    start, end = relative_pair(start, end, relative_dims)
     tokens, mask = ae_prompt(tokenizer, instruction, start, prompt_len)
     return {
         B.TOKENS: tokens,

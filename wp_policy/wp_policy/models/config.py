@@ -83,9 +83,17 @@ class AEConfig:
     duration_scale: float = float(MAX_DURATION)  # dur_emb = sinusoidal(duration / duration_scale)
     num_sampling_steps: int = 10
     gradient_checkpointing: bool = False
+    # proprio dims the AE reads relative to the pair's start: END_PROPRIO carries end - start there and the start's
+    # own value is zeroed (START_PROPRIO and the prompt), see wp_policy.transforms.ae_inputs. Empty: absolute start
+    # and end (the original inputs).
+    relative_dims: tuple[int, ...] = ()
 
     def __post_init__(self):
         _check_common(self)
+        bad = [d for d in self.relative_dims if not 0 <= d < self.proprio_dim]
+        if bad or len(set(self.relative_dims)) != len(self.relative_dims):
+            raise ValueError(f"relative_dims must be unique proprio dims in 0..{self.proprio_dim - 1}, got "
+                             f"{list(self.relative_dims)}")
         if self.expert.depth != self.llm.depth:
             raise ValueError(f"expert depth {self.expert.depth} must equal the llm depth {self.llm.depth}")
         shared = ("num_heads", "num_kv_heads", "head_dim")

@@ -212,7 +212,7 @@ class WaypointPolicy:
         """The AE's batch of one for physical ``start`` / ``end`` (the prompt unpadded; otherwise as in training)."""
         cfg = self.ae.config
         inputs = ae_inputs(self.tokenizer, instruction, self.normalized_proprio(start), self.normalized_proprio(end),
-                           duration, cfg.proprio_dim)
+                           duration, cfg.proprio_dim, relative_dims=cfg.relative_dims)
         return self._batch({**self.image_fields(obs, cfg.image_keys, cfg.vision.image_size), **inputs})
 
     def _batch(self, sample: dict) -> dict:
@@ -279,6 +279,9 @@ def check_models(robot: RobotConfig, vlm, ae, config: PolicyConfig) -> None:
         raise ConfigError(f"{config.ae_checkpoint}: the AE takes {ae.config.proprio_dim} proprio / "
                          f"{ae.config.action_dim} action dims, robot {robot.robot_type} needs {robot.proprio.dim} / "
                          f"{robot.action.dim}")
+    if ae is not None and any(d >= robot.proprio.dim for d in ae.config.relative_dims):
+        raise ConfigError(f"{config.ae_checkpoint}: the AE reads proprio dims {list(ae.config.relative_dims)} "
+                          f"relative to the start, but robot {robot.robot_type} has {robot.proprio.dim} proprio dims")
     if vlm is not None and ae is not None and vlm.config.vocab_size != ae.config.vocab_size:
         raise ConfigError(f"the VLM ({vlm.config.vocab_size}) and the AE ({ae.config.vocab_size}) use different "
                          "vocabularies; they must share one tokenizer")

@@ -8,7 +8,8 @@ A sample is one pair of consecutive waypoints ``(a, b)`` of an episode with dura
   IMAGE_MASKS[key]    bool               False for a model view this robot lacks (zeros image)
   TOKENS, INPUT_MASK  int64 / bool [prompt_len]  ``tokenizer.prompt_tokens(instruction, start proprio)``, right-padded
   START_PROPRIO       float32 [32]       proprio at a: proprio_to_model -> normalise (proprio.norm_mask) -> zero-pad
-  END_PROPRIO         float32 [32]       the same at b
+  END_PROPRIO         float32 [32]       the same at b (with the model's relative_dims: end - start there, and
+                                         START_PROPRIO and the prompt's state 0 there)
   ACTIONS             float32 [32, 32]   actions a .. b-1: select_action -> action_to_model -> normalise
                                          (action.norm_mask) -> zero-pad steps >= d and dims >= action.dim
   STEP_MASK           bool [32]          t < d
@@ -57,6 +58,7 @@ class AEDataConfig:
     stream: StreamConfig = field(default_factory=StreamConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training-time image augmentation (off)
     image_dropout: float = 0.0  # share of samples trained without their images (seeded per episode; 0: off)
+    relative_dims: tuple[int, ...] = ()  # the model's relative_dims (set by the AE task from model.relative_dims)
 
     def __post_init__(self):
         if not 0.0 <= self.image_dropout <= 1.0:
@@ -129,7 +131,7 @@ class WaypointAEDataset(RobotSampleStream):
         d = len(raw["actions"])
         try:
             inputs = ae_inputs(self.tokenizer, raw["instruction"], raw["start"], raw["end"], d, B.MODEL_PROPRIO_DIM,
-                               self.cfg.prompt_len)
+                               self.cfg.prompt_len, self.cfg.relative_dims)
         except ValueError as exc:
             raise ValueError(f"{raw['where']}: {exc}") from None
         images = self.image_fields(raw)

@@ -52,6 +52,7 @@ class AEModelSection:
     llm: dict[str, int] = field(default_factory=dict)  # GemmaSpec fields of the PaliGemma LM
     expert: dict[str, int] = field(default_factory=dict)  # GemmaSpec fields of the action expert
     num_sampling_steps: int = 0
+    relative_dims: tuple[int, ...] = ()  # proprio dims read as end - start (AEConfig.relative_dims)
     vision_cache: str = ""  # directory written by `wp-data cache-features` (needs freeze: [vision])
 
     def model_config(self) -> AEConfig:
@@ -61,7 +62,7 @@ class AEModelSection:
             "llm": override_spec(base.llm, self.llm, "model.llm"),
             "expert": override_spec(base.expert, self.expert, "model.expert"),
         }
-        for name in ("image_keys", "dtype", "vocab_size", "num_sampling_steps"):
+        for name in ("image_keys", "dtype", "vocab_size", "num_sampling_steps", "relative_dims"):
             if getattr(self, name):
                 fields[name] = getattr(self, name)
         return build_model_config(ae_config, self.preset, fields)
@@ -87,7 +88,8 @@ def build_dataset(model_cfg: AEModelSection, data_cfg: AETaskData, shard: DataSh
     mc = model_cfg.model_config()
     robot = robot_of(data_cfg)
     images = check_model_images(data_cfg, mc.image_keys, mc.vision.image_size, robot, "ae")
-    cfg = dataclasses.replace(data_cfg, stream=shard_stream(data_cfg.stream, shard), **images)
+    cfg = dataclasses.replace(data_cfg, stream=shard_stream(data_cfg.stream, shard), relative_dims=mc.relative_dims,
+                              **images)
     tokenizer = make_tokenizer(data_cfg.tokenizer_path, mc.vocab_size, robot)
     features = feature_cache.open_for_dataset(model_cfg.vision_cache, cfg.rlds_dir, mc.image_keys)
     return WaypointAEDataset(cfg, robot, tokenizer, rank=shard.rank, world_size=shard.world_size, features=features)
@@ -100,6 +102,10 @@ def resolve(model_cfg: AEModelSection, data_cfg: AETaskData, source: str):
     if robot.action.dim > mc.action_dim or robot.proprio.dim > mc.proprio_dim:
         raise ConfigError(f"{source}: robot {robot.robot_type} has action/proprio dims {robot.action.dim}/"
                           f"{robot.proprio.dim}, more than the model's {mc.action_dim}/{mc.proprio_dim}")
+    bad = [d for d in mc.relative_dims if d >= robot.proprio.dim]
+    if bad:
+        raise ConfigError(f"{source}: model.relative_dims {bad} are not proprio dims of robot {robot.robot_type} "
+                          f"(0..{robot.proprio.dim - 1})")
     check_model_images(data_cfg, mc.image_keys, mc.vision.image_size, robot, source, model_cfg.vision_cache)
     return model_cfg, data_cfg
 
