@@ -25,9 +25,6 @@ from wp_policy.sim.protocol import NUM_WAIT_STEPS, WAIT_ACTION
 from wp_policy.sim.registry import SimEnvConfig, make_env
 from wp_policy.sim.rollout import sim_obs_to_obsset
 
-AXES = "xyz"
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--policy", nargs="+", required=True, help="PolicyConfig YAML(s) of LIBERO-layout policies")
