@@ -25,6 +25,8 @@
 #   FIRST_INIT_STATE=25     LIBERO: demos start from init states FIRST.. (evaluation uses 0..EVAL_EPISODES-1)
 #   POST_SUCCESS_STEPS=12   expert steps recorded past success (so the planner's stop lands above the success line)
 #   MISSED_GRASP_FRACTION=0 share of demos recorded from a missed grasp (recovery demos: open, approach again, grasp)
+#   PUSH_RATE=0             collect-sim --push-rate: chance per step that the expert's arm is pushed aside for a few
+#                           steps (DART-style; the AE then has to follow its end waypoint, not the pose)
 #   WAYPOINT_THRESHOLD=0.005  extract-waypoints --threshold: largest distance (8-D state) of a demo step from its
 #                           waypoint segment; larger = sparser waypoints, so one plan reaches further
 #   IMAGE_SIZE=128          camera render size of the demos and of the eval (models resize to 96 px VLM, 64 px AE)
@@ -50,7 +52,7 @@
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
@@ -69,6 +71,7 @@ EPISODES="${EPISODES:-500}"
 FIRST_INIT_STATE="${FIRST_INIT_STATE:-25}"
 POST_SUCCESS_STEPS="${POST_SUCCESS_STEPS:-12}"
 MISSED_GRASP_FRACTION="${MISSED_GRASP_FRACTION:-0}"
+PUSH_RATE="${PUSH_RATE:-0}"
 DEFAULT_WAYPOINT_THRESHOLD=0.005  # a marker of a default run reads "-", as before the variable existed
 WAYPOINT_THRESHOLD="${WAYPOINT_THRESHOLD:-$DEFAULT_WAYPOINT_THRESHOLD}"
 IMAGE_SIZE="${IMAGE_SIZE:-128}"
@@ -125,6 +128,7 @@ settings() {  # settings NAME: what a stage's outputs depend on, recorded in its
     case "$1" in
         collect) echo "episodes=$EPISODES image_size=$IMAGE_SIZE post_success_steps=$POST_SUCCESS_STEPS$(
             [[ "$MISSED_GRASP_FRACTION" == 0 ]] || echo " missed_grasp_fraction=$MISSED_GRASP_FRACTION")$(
+            [[ "$PUSH_RATE" == 0 ]] || echo " push_rate=$PUSH_RATE")$(
             [[ "$TASK" == robosuite:Lift ]] || echo " task=$TASK")${LIBERO:+ first_init_state=$FIRST_INIT_STATE}" ;;
         waypoints) [[ "$WAYPOINT_THRESHOLD" == "$DEFAULT_WAYPOINT_THRESHOLD" ]] && echo "-" || echo "threshold=$WAYPOINT_THRESHOLD" ;;
         ae) echo "augment=$AUGMENT args=$AE_ARGS" ;;
@@ -164,7 +168,8 @@ run_stage() {  # run_stage NAME: skip it when its marker says done; else time, l
 stage_collect() {
     "$PY" -m wp_training.data_cli collect-sim --task "$TASK" --episodes "$EPISODES" --out "$DEMOS" \
         --image-size "$IMAGE_SIZE" --seed 100000 --workers "$COLLECT_WORKERS" --overwrite \
-        --post-success-steps "$POST_SUCCESS_STEPS" --missed-grasp-fraction "$MISSED_GRASP_FRACTION" "${COLLECT_ENV[@]}"
+        --post-success-steps "$POST_SUCCESS_STEPS" --missed-grasp-fraction "$MISSED_GRASP_FRACTION" \
+        --push-rate "$PUSH_RATE" "${COLLECT_ENV[@]}"
 }
 
 stage_waypoints() {

@@ -53,6 +53,10 @@ def test_collect_config_and_cli_errors(tmp_path, capsys):
         CollectConfig(env="robosuite:Lift", episodes=1, out_dir=str(tmp_path), missed_grasp_fraction=1.5)
     with pytest.raises(ValueError, match="missed-grasp starts exist for the stand-in"):
         CollectConfig(env="libero:libero_object", episodes=1, out_dir=str(tmp_path), missed_grasp_fraction=0.3)
+    with pytest.raises(ValueError, match="push_rate must be in \\[0, 1\\]"):
+        CollectConfig(env="robosuite:Lift", episodes=1, out_dir=str(tmp_path), push_rate=-0.1)
+    assert CollectConfig(env="robosuite:Lift", episodes=1, out_dir=str(tmp_path), push_rate=0.1).cache_settings()[
+        "push_rate"] == 0.1
     mixed = CollectConfig(env="robosuite:Lift", episodes=100, out_dir=str(tmp_path), missed_grasp_fraction=0.3)
     starts = [mixed.job("Lift", i)[3] for i in range(200)]
     assert 40 <= sum(starts) <= 80 and starts == [mixed.job("Lift", i)[3] for i in range(200)]  # ~30 %, seeded

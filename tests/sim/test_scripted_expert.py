@@ -9,6 +9,7 @@ import pytest
 
 from wp_training.sim_demos.scripted_expert import (
     ExpertParams,
+    Pushes,
     _rotvec,
     _rot_z,
     _wrap_quarter,
@@ -70,6 +71,45 @@ def test_episodes_are_a_function_of_the_seed(state_env):
     c = run_expert_episode(state_env, "Lift", seed=8, max_steps=30)
     assert np.array_equal(a.actions, b.actions) and np.array_equal(a.states, b.states)
     assert not np.allclose(a.actions, c.actions)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_pushes_disturb_the_motion_and_the_expert_recovers(state_env):
+    """A pushed demo still succeeds, its pushes are recorded as actions of the push speed, and it is seeded."""
+    clean = run_expert_episode(state_env, "Lift", seed=3)
+    pushed = run_expert_episode(state_env, "Lift", seed=3, pushes=Pushes(rate=0.15))
+    again = run_expert_episode(state_env, "Lift", seed=3, pushes=Pushes(rate=0.15))
+    assert pushed.success
+    _check_actions(pushed)
+    np.testing.assert_array_equal(pushed.actions, again.actions)
+    n = min(clean.num_steps, pushed.num_steps)
+    assert not np.allclose(clean.states[:n, :3], pushed.states[:n, :3], atol=0.01)
+    speeds = np.linalg.norm(pushed.actions[:, :3], axis=1)
+    constant = np.isclose(speeds[1:], speeds[:-1], atol=1e-6) & (speeds[1:] >= 0.3 - 1e-6)
+    assert constant.sum() >= 2  # pushes: a few steps of one translation at 0.3..0.7
+    closing = pushed.actions[:, 6] == 1.0
+    first_close = np.nonzero(closing)[0][0]
+    assert pushed.states[first_close + 8, 6] - pushed.states[first_close + 8, 7] < 0.07  # the grasp was not pushed
+
+
+def test_pushes_never_hit_the_gripper_phases_and_are_validated():
+    expert = make_expert("Lift", np.random.default_rng(0))
+    expert.disturb(Pushes(rate=1.0, steps=(3, 3), speed=(0.5, 0.5)), np.random.default_rng(1))
+    down = np.array([1.0, 0.0, 0.0, 0.0])
+    priv = {"robot0_eef_pos": np.array([0.0, 0.0, 1.0]), "robot0_eef_quat": down,
+            "cube_pos": np.array([0.1, 0.0, 0.82]), "cube_quat": np.array([0.0, 0.0, 0.0, 1.0])}
+    pushes = [expert.act(priv)[:3] for _ in range(3)]
+    assert np.allclose([np.linalg.norm(p) for p in pushes], 0.5) and np.allclose(pushes[0], pushes[2])
+    assert expert.pushed_steps == 3
+    expert.phase_index = [name for name, _ in expert.phases()].index("close")
+    expert._memory.update(grasp_pos=priv["robot0_eef_pos"], grasp_yaw=0.0)
+    expert.act(priv)
+    assert expert.pushed_steps == 3  # closing is never pushed
+    with pytest.raises(ValueError, match="push rate must be in \\[0, 1\\]"):
+        Pushes(rate=1.5)
+    with pytest.raises(ValueError, match="push steps"):
+        Pushes(rate=0.1, speed=(0.5, 1.5))
 
 
 def test_params_vary_per_episode_and_are_validated():

@@ -44,7 +44,7 @@ from wp_policy.sim.registry import BACKENDS, SimEnvConfig, make_env, parse_env_n
 from wp_training.data.rlds_layout import RldsError
 from wp_training.data.rlds_writer import write_rlds
 from wp_training.sim_demos.attempt_cache import AttemptCache
-from wp_training.sim_demos.scripted_expert import DEMO_SEED, EXPERTS, ExpertEpisode, run_expert_episode
+from wp_training.sim_demos.scripted_expert import DEMO_SEED, EXPERTS, ExpertEpisode, Pushes, run_expert_episode
 
 DEFAULT_SEED = DEMO_SEED  # stand-ins: demos never replay an evaluation scene
 SUMMARY_FILE = "collect_summary.json"
@@ -65,6 +65,7 @@ class CollectConfig:
     task_ids: tuple[int, ...] = ()  # positions in the env's task list to collect; () = all
     first_init_state: int = 0  # LIBERO: attempt i starts from init state first_init_state + i
     missed_grasp_fraction: float = 0.0  # stand-ins: share of attempts recorded from a missed grasp (recovery demos)
+    push_rate: float = 0.0  # chance per step that the expert's arm is pushed (DART-style disturbances; 0: none)
     allow_fewer: bool = False  # a task short of `episodes` after its attempts is reported, not an error
     backend: str = field(init=False)
     targets: tuple[str, ...] = field(init=False)  # stand-in tasks, or the LIBERO suite
@@ -87,6 +88,8 @@ class CollectConfig:
             raise ValueError(f"missed_grasp_fraction must be in [0, 1], got {self.missed_grasp_fraction}")
         if not caps.recovery_demos and self.missed_grasp_fraction:
             raise ValueError("missed-grasp starts exist for the stand-in tasks' experts only, not for LIBERO suites")
+        if not 0.0 <= self.push_rate <= 1.0:
+            raise ValueError(f"push_rate must be in [0, 1], got {self.push_rate}")
         if self.episodes <= 0:
             raise ValueError(f"episodes must be positive, got {self.episodes}")
         if self.workers < 1:
@@ -110,7 +113,7 @@ class CollectConfig:
         cache is reused only under the same values."""
         return {"env": self.env, "seed": self.seed, "image_size": self.image_size, "first_init_state":
                 self.first_init_state, "post_success_steps": self.post_success_steps,
-                "missed_grasp_fraction": self.missed_grasp_fraction}
+                "missed_grasp_fraction": self.missed_grasp_fraction, "push_rate": self.push_rate}
 
     @property
     def attempts_per_task(self) -> int:
@@ -171,18 +174,20 @@ class TaskTally:
 # -- worker side: one env per process, built on first use -----------------------------------------------------------
 _WORKER_ENV: SimEnv | None = None
 _POST_SUCCESS_STEPS = 0
+_PUSHES: Pushes | None = None
 
 
-def _init_worker(env_config: SimEnvConfig, post_success_steps: int) -> None:
-    global _WORKER_ENV, _POST_SUCCESS_STEPS
+def _init_worker(env_config: SimEnvConfig, post_success_steps: int, push_rate: float) -> None:
+    global _WORKER_ENV, _POST_SUCCESS_STEPS, _PUSHES
     _WORKER_ENV = make_env(env_config)
     _POST_SUCCESS_STEPS = post_success_steps
+    _PUSHES = Pushes(push_rate) if push_rate else None
 
 
 def _attempt(job: tuple[str, int, int | None, bool]) -> ExpertEpisode:
     task, seed, init_state, missed_grasp = job
     return run_expert_episode(_WORKER_ENV, task, seed, post_success_steps=_POST_SUCCESS_STEPS, init_state=init_state,
-                              missed_grasp=missed_grasp)
+                              missed_grasp=missed_grasp, pushes=_PUSHES)
 
 
 def _task_plan(cfg: CollectConfig) -> tuple[tuple[str, int], ...]:
@@ -207,7 +212,7 @@ def _submitter(cfg: CollectConfig) -> Iterator[tuple[tuple[tuple[str, int], ...]
     TF threads out of the workers. The task list comes from a worker too: LIBERO's comes with its simulator.
     """
     ctx = multiprocessing.get_context("spawn")
-    initargs = (cfg.env_config(), cfg.post_success_steps)
+    initargs = (cfg.env_config(), cfg.post_success_steps, cfg.push_rate)
     with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=initargs) as pool:
         plan = pool.apply(_task_plan, (cfg,))
         yield plan, lambda job: pool.apply_async(_attempt, (job,))  # leaving the block ends unneeded attempts
@@ -331,6 +336,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--missed-grasp-fraction", type=float, default=0.0,
                         help="stand-ins: share of attempts recorded from a missed grasp (the expert shuts the hand "
                              "above or beside the object unrecorded, the demo shows the recovery)")
+    parser.add_argument("--push-rate", type=float, default=0.0,
+                        help="chance per step that the expert's arm is pushed for a few steps in a random direction "
+                             "(DART-style disturbances: demos whose motion the pose does not predict; 0: none)")
     parser.add_argument("--allow-fewer", action="store_true",
                         help="keep the dataset when a task has fewer successes than --episodes after its attempts "
                              "(LIBERO: its init states from --first-init-state on run out); the summary names them")
@@ -342,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
         env=args.task, episodes=args.episodes, out_dir=args.out, seed=args.seed, workers=args.workers,
         max_attempts=args.max_attempts, image_size=args.image_size, name=args.name, overwrite=args.overwrite,
         post_success_steps=args.post_success_steps, task_ids=args.task_ids, first_init_state=args.first_init_state,
-        missed_grasp_fraction=args.missed_grasp_fraction, allow_fewer=args.allow_fewer,
+        missed_grasp_fraction=args.missed_grasp_fraction, push_rate=args.push_rate, allow_fewer=args.allow_fewer,
     )
     summary = collect(cfg)
     width = max(len(task) for task in summary["tasks"])

@@ -104,6 +104,30 @@ MISS_ABOVE = (0.03, 0.07)  # a missed grasp closes this high above the grasp poi
 MISS_BESIDE = (0.035, 0.05)  # ... or this far beside the object's centre (m): the fingers close next to it
 MISS_LIFT_STEPS = (0, 12)  # steps the empty hand keeps lifting after the miss, before the recording starts
 MISS_MAX_STEPS = 120  # cap on the unrecorded missed-grasp prefix
+PUSH_FREE_PHASES = ("close", "release")  # phases that move the gripper are never pushed (the grasp would fail)
+
+
+@dataclass(frozen=True)
+class Pushes:
+    """DART-style disturbances of an expert (Laskey et al., CoRL 2017): at random steps the arm is pushed for a few
+    steps in a random direction, then the expert servos back to its target.
+
+    Undisturbed scripted demos move as a function of the arm's pose (the pose shows the phase of the script), so an
+    Action Expert trained on them learns the motion from the pose and ignores the end waypoint it is given. With
+    pushes the same pose is followed by different motions and only the next waypoint tells them apart; the recovery
+    from an off-nominal pose is recorded as well. The push replaces the translation of the expert's action.
+    """
+
+    rate: float  # chance per step that a push starts (while none runs)
+    steps: tuple[int, int] = (2, 6)  # push length in steps, inclusive range
+    speed: tuple[float, float] = (0.3, 0.7)  # translation action norm of a push (1.0 = 5 cm per step)
+
+    def __post_init__(self):
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"push rate must be in [0, 1], got {self.rate}")
+        if not 1 <= self.steps[0] <= self.steps[1] or not 0.0 < self.speed[0] <= self.speed[1] <= 1.0:
+            raise ValueError(f"push steps must be 1 <= low <= high and speed 0 < low <= high <= 1, got "
+                             f"{self.steps}, {self.speed}")
 
 
 class ScriptedExpert:
@@ -121,6 +145,16 @@ class ScriptedExpert:
         self._memory: dict[str, np.ndarray | float] = {}
         self._phases: list[tuple[str, Phase]] = self.phases()
         self.regrasps = 0
+        self.pushes: Pushes | None = None
+        self._push_rng: np.random.Generator | None = None
+        self._push = np.zeros(3)
+        self._push_left = 0
+        self.pushed_steps = 0
+
+    def disturb(self, pushes: Pushes, rng: np.random.Generator) -> None:
+        """Push the arm around (:class:`Pushes`), with draws from their own ``rng`` so the rest of the episode's
+        variation is the same as without pushes."""
+        self.pushes, self._push_rng = pushes, rng
 
     def phases(self) -> list[tuple[str, Phase]]:
         """(name, phase) in order; the last phase runs until the episode ends."""
@@ -155,7 +189,26 @@ class ScriptedExpert:
             command = self._phases[self.phase_index][1](priv)
         self.steps_in_phase += 1
         motion = self._servo(priv, command)
+        push = self._next_push()
+        if push is not None:
+            motion[:3] = push
         return np.append(motion, command.gripper).astype(np.float32)
+
+    def _next_push(self) -> np.ndarray | None:
+        """This step's push translation, or None (no pushes, none running, or a phase that moves the gripper)."""
+        if self.pushes is None or self.phase in PUSH_FREE_PHASES:
+            self._push_left = 0
+            return None
+        rng = self._push_rng
+        if self._push_left == 0 and rng.random() < self.pushes.rate:
+            direction = rng.normal(size=3)
+            self._push = direction / np.linalg.norm(direction) * rng.uniform(*self.pushes.speed)
+            self._push_left = int(rng.integers(self.pushes.steps[0], self.pushes.steps[1] + 1))
+        if self._push_left == 0:
+            return None
+        self._push_left -= 1
+        self.pushed_steps += 1
+        return self._push.copy()
 
     def _servo(self, priv: Mapping[str, np.ndarray], command: Command) -> np.ndarray:
         p = self.params
@@ -377,7 +430,7 @@ def play_missed_grasp(env: SimEnv, task: str, rng: np.random.Generator) -> SimOb
 
 def run_expert_episode(env: SimEnv, task: str, seed: int, max_steps: int | None = None,
                        post_success_steps: int = 0, init_state: int | None = None,
-                       missed_grasp: bool = False) -> ExpertEpisode:
+                       missed_grasp: bool = False, pushes: Pushes | None = None) -> ExpertEpisode:
     """Reset ``task``, wait like the evaluation protocol, then let the expert act until success.
 
     The reset is the evaluation's (:func:`wp_policy.sim.rollout.reset_episode`): from row ``init_state`` of the
@@ -393,6 +446,9 @@ def run_expert_episode(env: SimEnv, task: str, seed: int, max_steps: int | None 
     ``missed_grasp``: start the recording from a missed grasp (:func:`play_missed_grasp`, unrecorded, its variation
     seeded by ``[seed, 1]``), so the demo shows the recovery: open, approach again, grasp. Planners trained only on
     clean demos have never seen an empty closed hand and end such episodes with a stop. Stand-in tasks only.
+
+    ``pushes``: disturb the expert (:class:`Pushes`, draws seeded by ``[seed, 3]``); the recording holds the pushed
+    motion and the expert's recovery from it.
     """
     if post_success_steps < 0:
         raise ValueError(f"post_success_steps must be >= 0, got {post_success_steps}")
@@ -411,6 +467,8 @@ def run_expert_episode(env: SimEnv, task: str, seed: int, max_steps: int | None 
                                  missed_grasp=True)
         obs = missed
     expert = expert_for(env, task, np.random.default_rng(seed))
+    if pushes is not None:
+        expert.disturb(pushes, np.random.default_rng([seed, 3]))
     frames: dict[str, list[np.ndarray]] = {view: [] for view in obs.images}
     states, actions, success, extra = [], [], False, 0
     for _ in range(max_steps if max_steps is not None else env.task(task).max_steps):
