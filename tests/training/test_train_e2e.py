@@ -148,6 +148,7 @@ def test_groups_lora_targets_and_fsdp_units_match_the_real_model(mode, libero_da
     ("vlm", {"data.image_keys": ["base_0_rgb"]}, "data.image_keys"),
     ("ae", {"data.tokenizer_path": ""}, "tokenizer_path must name"),
     ("ae", {"model.relative_dims": [0, 8]}, r"model.relative_dims \[8\] are not proprio dims of robot libero"),
+    ("ae", {"data.relative_dims": [0, 1]}, r"data.relative_dims \[0, 1\] is filled in from model.relative_dims"),
 ])
 def test_config_errors_name_the_field(mode, overrides, message, libero_data, tmp_path):
     cfg = tiny_config(mode, libero_data, tmp_path / "r", **overrides)

@@ -121,11 +121,13 @@ def test_image_dropout_hides_every_view_of_a_seeded_share(libero_prepared, liber
         assert masks == {k: bool(v) for k, v in g[B.IMAGE_MASKS].items()}  # the same samples hidden on every run
         if any(masks.values()):
             assert masks == have
+            np.testing.assert_array_equal(d[B.IMAGES]["base_0_rgb"], p[B.IMAGES]["base_0_rgb"])
         else:
             hidden += 1
-        for key in (B.ACTIONS, B.START_PROPRIO, B.END_PROPRIO, B.TOKENS):  # only the masks change
+            assert not any(d[B.IMAGES][k].any() for k in MODEL_KEYS)  # not decoded: zeros, like a missing view
+            assert d[B.IMAGES]["base_0_rgb"].shape == p[B.IMAGES]["base_0_rgb"].shape
+        for key in (B.ACTIONS, B.START_PROPRIO, B.END_PROPRIO, B.TOKENS):  # the rest of the sample is the same
             np.testing.assert_array_equal(d[key], p[key])
-        np.testing.assert_array_equal(d[B.IMAGES]["base_0_rgb"], p[B.IMAGES]["base_0_rgb"])
     assert 0.25 * len(plain) < hidden < 0.75 * len(plain)
     every = list(ae_dataset(libero_prepared, libero_config, tok, image_keys=MODEL_KEYS, image_dropout=1.0))
     assert not any(bool(v) for s in every for v in s[B.IMAGE_MASKS].values())

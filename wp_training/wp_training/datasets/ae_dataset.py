@@ -16,10 +16,11 @@ A sample is one pair of consecutive waypoints ``(a, b)`` of an episode with dura
   DIM_MASK            bool [32]          dim < action.dim
   DURATION            int64              d
 
-``image_dropout`` hides every view of a share of the samples (their ``IMAGE_MASKS`` all False, so the model attends
-to no image token). Without it the AE can predict a scripted demo's actions from the images alone, since the images
-show the phase of the motion, and learn to ignore its end waypoint; a sample without images can only be explained
-from start, end and duration, so the AE has to follow the waypoints it is given.
+``image_dropout`` hides every view of a share of the samples (their ``IMAGE_MASKS`` all False and their images zero,
+so the model attends to no image token; their frames are not decoded). Without it the AE can predict a scripted
+demo's actions from the images alone, since the images show the phase of the motion, and learn to ignore its end
+waypoint; a sample without images can only be explained from start, end and duration, so the AE has to follow the
+waypoints it is given.
 
 Every field but the training targets is built by :mod:`wp_policy.transforms`, the functions the deployment path
 (:mod:`wp_policy.runtime.policy`) calls too, so a trained AE sees the same numbers at inference.
@@ -115,7 +116,7 @@ class WaypointAEDataset(RobotSampleStream):
                 "step": a,
                 "where": f"{where}, pair ({a}, {b})",
                 "instruction": episode["language_instruction"],
-                "images": {k: episode["observation"][k][a] for k in cams},
+                "images": {} if hide else {k: episode["observation"][k][a] for k in cams},
                 "start": proprio[a],
                 "end": proprio[b],
                 "actions": actions[a:b],
@@ -135,8 +136,6 @@ class WaypointAEDataset(RobotSampleStream):
         except ValueError as exc:
             raise ValueError(f"{raw['where']}: {exc}") from None
         images = self.image_fields(raw)
-        if raw["hide_images"]:
-            images[B.IMAGE_MASKS] = {k: np.False_ for k in images[B.IMAGE_MASKS]}
         return {
             **images,
             **inputs,
@@ -146,8 +145,16 @@ class WaypointAEDataset(RobotSampleStream):
         }
 
     def image_fields(self, raw: dict) -> dict:
-        """IMAGES + IMAGE_MASKS decoded from the sample's camera bytes, or the cached FEATURES + IMAGE_MASKS."""
+        """IMAGES + IMAGE_MASKS decoded from the sample's camera bytes, or the cached FEATURES + IMAGE_MASKS; a
+        hidden sample (``image_dropout``) gets every mask False and, from pixels, zero images like a view the robot
+        lacks, without decoding or augmenting its frames."""
+        masks = camera_masks(self.robot, self.image_keys)
+        if raw["hide_images"]:
+            masks = {k: np.False_ for k in masks}
         if self.features is not None:
-            return cached_image_fields(self.features, raw, camera_masks(self.robot, self.image_keys))
+            return cached_image_fields(self.features, raw, masks)
+        if raw["hide_images"]:
+            size = self.cfg.image_size
+            return {B.IMAGES: {k: np.zeros((3, size, size), np.float32) for k in masks}, B.IMAGE_MASKS: masks}
         return sample_image_inputs(raw, self.robot, self.image_keys, self.cfg.image_size, self.cfg.augment,
                                    self.stream.seed)

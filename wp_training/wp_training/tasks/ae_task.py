@@ -106,6 +106,9 @@ def resolve(model_cfg: AEModelSection, data_cfg: AETaskData, source: str):
     if bad:
         raise ConfigError(f"{source}: model.relative_dims {bad} are not proprio dims of robot {robot.robot_type} "
                           f"(0..{robot.proprio.dim - 1})")
+    if data_cfg.relative_dims and tuple(data_cfg.relative_dims) != tuple(mc.relative_dims):
+        raise ConfigError(f"{source}: data.relative_dims {list(data_cfg.relative_dims)} is filled in from "
+                          f"model.relative_dims {list(mc.relative_dims)}; set it under model only")
     check_model_images(data_cfg, mc.image_keys, mc.vision.image_size, robot, source, model_cfg.vision_cache)
     return model_cfg, data_cfg
 
