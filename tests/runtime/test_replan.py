@@ -16,6 +16,8 @@ from wp_policy.runtime.replan import AfterLast, Lookahead
         ({"plan_lead_s": -0.1}, r"plan_lead_s must be a number of seconds >= 0, got -0\.1"),
         ({"fill_lead_s": math.nan}, r"fill_lead_s must be a number of seconds >= 0, got nan"),
         ({"mode": "x", "pairs_per_plan": -2}, r"replan mode must be .*; pairs_per_plan must be >= 0"),
+        ({"pair_start": "where"}, r"pair_start must be one of \['planned', 'measured'\], got 'where'"),
+        ({"mode": "lookahead", "pair_start": "measured"}, r"pair_start measured needs mode after_last"),
     ],
 )
 def test_bad_values_are_named(fields, message):
@@ -30,6 +32,7 @@ def test_seconds_become_ticks_rounded_up_at_the_control_rate():
     assert config.strategy(15.0) == Lookahead(pairs_per_plan=2, lead_ticks=3, fill_lead_ticks=3)
     assert ReplanConfig("lookahead", plan_lead_s=0.0, fill_lead_s=0.0).strategy(20.0) == Lookahead()
     assert ReplanConfig(pairs_per_plan=3).strategy(20.0) == AfterLast(pairs_per_plan=3)  # leads unused
+    assert ReplanConfig(pair_start="measured").strategy(20.0) == AfterLast(measured_starts=True)
 
 
 def test_the_strategies_decide_when_to_plan_and_fill():
@@ -44,5 +47,7 @@ def test_the_strategies_decide_when_to_plan_and_fill():
 def test_node_parameters_round_trip():
     config = ReplanConfig("lookahead", 1, 0.25, 0.05)
     assert config.params() == {"replan_mode": "lookahead", "pairs_per_plan": 1, "plan_lead_s": 0.25,
-                               "fill_lead_s": 0.05}
+                               "fill_lead_s": 0.05, "pair_start": "planned"}
     assert ReplanConfig.from_params(config.params()) == config
+    measured = ReplanConfig(pair_start="measured")
+    assert ReplanConfig.from_params(measured.params()) == measured

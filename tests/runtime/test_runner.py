@@ -51,6 +51,18 @@ def test_after_last_executes_pairs_then_asks_for_a_plan():
     assert r.needs_plan and not r.stopped
 
 
+def test_measured_pair_starts_fill_every_pair_from_the_proprio_of_its_first_tick():
+    fill = RecordingFill()
+    r = WaypointRunner(fill, AfterLast(measured_starts=True))
+    r.load_plan(plan(([3.0, 3.0], 3), ([5.0, 5.0], 2)))
+    lagging = [r.step(obs(t, (0.5 * t, 0.5 * t))) for t in range(5)]  # the arm covers half of each step
+    assert all(a is not None for a in lagging)
+    assert [c[0] for c in fill.calls] == [0, 3]
+    np.testing.assert_array_equal(fill.calls[1][1], [1.5, 1.5])  # from where the arm was, not from [3, 3]
+    np.testing.assert_array_equal(fill.calls[1][2], [5.0, 5.0])
+    np.testing.assert_allclose(lagging[4], [5.0, 5.0])  # the pair still ends at its waypoint
+
+
 def test_operator_stop_drops_everything():
     r = WaypointRunner(RecordingFill())
     r.load_plan(plan(([1.0, 1.0], 10)))

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from wp_policy.paths import config_dir
 from wp_policy.policy_config import ROBOT_YAML_SUFFIXES, PolicyConfig, load_policy_config
-from wp_policy.runtime.replan import REPLAN_MODES, ReplanConfig
+from wp_policy.runtime.replan import PAIR_STARTS, REPLAN_MODES, ReplanConfig
 
 ArgType = Literal["str", "float", "int", "bool"]
 PARAMS_FILE_ARG = "params_file"
@@ -300,6 +300,8 @@ def _run_args() -> tuple[GraphArgument, ...]:
                       "seconds of motion are queued (cover the VLM + AE latency)", type="float"),
         GraphArgument("fill_lead_s", replan["fill_lead_s"], "lookahead: also fill the pairs that start within this "
                       "many seconds (cover the AE latency)", type="float"),
+        GraphArgument("pair_start", replan["pair_start"], "where each pair's fill starts: the previous planned "
+                      "waypoint, or (after_last only) the proprio measured when the pair starts", choices=PAIR_STARTS),
     )
 
 

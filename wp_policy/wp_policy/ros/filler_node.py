@@ -11,10 +11,11 @@ where the direct loop ends it.
 
 The state machine is :class:`wp_policy.runtime.filler_core.FillerCore` (ROS-free; this node converts messages, calls
 it and publishes what it returns) around :class:`wp_policy.runtime.runner.WaypointRunner` (shared with the direct sim
-loop); AE fills run on a worker thread. ``replan_mode``, ``pairs_per_plan``, ``plan_lead_s`` and ``fill_lead_s`` are a
-:class:`wp_policy.runtime.replan.ReplanConfig`, the settings ``wp-eval`` takes under ``replan:``: ``after_last``
-asks for a plan when the last pair has run; ``lookahead`` fills the next pair (and any pair starting within
-``fill_lead_s``) while one runs and asks for the next plan once ``plan_lead_s`` of motion is left.
+loop); AE fills run on a worker thread. ``replan_mode``, ``pairs_per_plan``, ``plan_lead_s``, ``fill_lead_s`` and
+``pair_start`` are a :class:`wp_policy.runtime.replan.ReplanConfig`, the settings ``wp-eval`` takes under
+``replan:``: ``after_last`` asks for a plan when the last pair has run; ``lookahead`` fills the next pair (and any
+pair starting within ``fill_lead_s``) while one runs and asks for the next plan once ``plan_lead_s`` of motion is
+left.
 
 ``clock_mode``:
 - ``wall``: a timer at the robot's ``control_hz`` emits one command per tick. No action ready (plan or fill still

@@ -55,6 +55,8 @@ REPLAN = {  # the ReplanConfig the filler runs (and the LIBERO bridge records); 
                                                  "motion is left; cover the VLM + AE latency"),
     "fill_lead_s": (_REPLAN_DEFAULT.fill_lead_s, "lookahead: also fill pairs that start within this time (cover "
                                                  "the AE latency, so short pairs do not starve the stream)"),
+    "pair_start": (_REPLAN_DEFAULT.pair_start, "planned: fill each pair from the previous planned waypoint; "
+                                               "measured (after_last only): from the proprio measured when it starts"),
 }
 
 

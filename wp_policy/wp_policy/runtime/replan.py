@@ -12,18 +12,25 @@ they become ticks. The strategy (:class:`AfterLast` or :class:`Lookahead`) answe
   at most ``plan_lead_s`` of motion is queued (cover the VLM + AE latency); the answer is appended after the queue.
 
 ``pairs_per_plan`` (both modes; 0 = all, the original) runs only the first N pairs of each plan, then replans.
+
+``pair_start`` says where each pair's fill starts. ``planned`` (the original): at the previous planned waypoint, so
+the chunks of one plan join up whatever the arm did. ``measured`` (after_last only): at the proprio measured on the
+tick the pair starts, so an arm that lags its plan is asked for the remaining way rather than for the planned step;
+this matters for an AE that reads the pose relative to the pair's start (``relative_dims``), which otherwise never
+sees the lag. A lookahead fill runs before the previous pair has ended, so it has no measured start to use.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 REPLAN_MODES = ("after_last", "lookahead")
+PAIR_STARTS = ("planned", "measured")
 # node parameter / launch argument -> ReplanConfig field (the ROS names predate the config and stay)
 PARAM_FIELDS = {"replan_mode": "mode", "pairs_per_plan": "pairs_per_plan", "plan_lead_s": "plan_lead_s",
-                "fill_lead_s": "fill_lead_s"}
+                "fill_lead_s": "fill_lead_s", "pair_start": "pair_start"}
 # the flat keys eval and demo configs had before their ``replan:`` section (config_io's REMOVED_KEYS hook)
 MOVED_KEYS = {
     "replan_mode": "moved to replan.mode (replan: {mode: lookahead}, or --set replan.mode=lookahead)",
@@ -41,6 +48,7 @@ class ReplanStrategy:
     """The replan mode in control ticks (built by :meth:`ReplanConfig.strategy`, never from user input)."""
 
     pairs_per_plan: int = 0  # 0: every pair of a plan runs
+    measured_starts: bool = field(default=False, kw_only=True)  # every pair starts at the measured proprio
     name: ClassVar[str] = ""
     appends_answer: ClassVar[bool] = False  # a requested plan goes after the queued pairs instead of replacing them
 
@@ -80,6 +88,7 @@ class ReplanConfig:
     pairs_per_plan: int = 0  # run the first N pairs of each plan, then replan (0: all)
     plan_lead_s: float = 0.5  # lookahead: ask for the next plan this much motion before the queue ends
     fill_lead_s: float = 0.15  # lookahead: fill every pair that starts within this time (AE latency)
+    pair_start: str = "planned"  # planned | measured: where each pair's fill starts (see the module docstring)
 
     def __post_init__(self):
         problems = []
@@ -87,6 +96,11 @@ class ReplanConfig:
             problems.append(f"replan mode must be one of {list(REPLAN_MODES)}, got {self.mode!r}")
         if self.pairs_per_plan < 0:
             problems.append(f"pairs_per_plan must be >= 0 (0: every pair of a plan), got {self.pairs_per_plan}")
+        if self.pair_start not in PAIR_STARTS:
+            problems.append(f"pair_start must be one of {list(PAIR_STARTS)}, got {self.pair_start!r}")
+        elif self.pair_start == "measured" and self.mode != AfterLast.name:
+            problems.append("pair_start measured needs mode after_last (a lookahead fill runs before the previous "
+                            "pair has ended, with no measured start yet)")
         for name in ("plan_lead_s", "fill_lead_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -97,7 +111,7 @@ class ReplanConfig:
     @classmethod
     def from_params(cls, values) -> ReplanConfig:
         """From node parameters or launch arguments (``replan_mode``, ``pairs_per_plan``, ``plan_lead_s``,
-        ``fill_lead_s``)."""
+        ``fill_lead_s``, ``pair_start``)."""
         return cls(**{f: values[p] for p, f in PARAM_FIELDS.items()})
 
     def params(self) -> dict:
@@ -108,7 +122,7 @@ class ReplanConfig:
         """The strategy at ``control_hz``: the one place a lead in seconds becomes ticks (rounded up, so a lead is
         never shorter than asked; float noise such as 0.15 * 20 = 3.0000000000000004 is not a tick)."""
         if self.mode == AfterLast.name:
-            return AfterLast(self.pairs_per_plan)
+            return AfterLast(self.pairs_per_plan, measured_starts=self.pair_start == "measured")
 
         def ticks(seconds: float) -> int:
             return math.ceil(round(seconds * control_hz, 6))

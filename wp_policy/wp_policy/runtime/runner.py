@@ -3,8 +3,9 @@
 The same state machine runs in the direct sim loop (plans and fills computed synchronously) and inside the filler
 node (plans arrive on /wp/waypoints, fills run on a worker thread): :meth:`step` returns an action, or ``None`` when
 it has none for this tick (a plan is needed, a fill is still running, or it stopped). Pair i is filled between
-waypoint i-1 and waypoint i; the first pair of a fresh plan starts at the measured proprio. The first d_i actions of
-each chunk run; a waypoint with d = 0 stops once the pairs before it ran.
+waypoint i-1 and waypoint i; the first pair of a fresh plan starts at the measured proprio (every pair does with
+``pair_start: measured``). The first d_i actions of each chunk run; a waypoint with d = 0 stops once the pairs
+before it ran.
 
 ``fill`` may return the actions or a pending result (anything with ``done()`` / ``result()``, e.g. a
 ``concurrent.futures.Future``); :meth:`step` returns ``None`` while the fill of the pair that must start is pending,
@@ -149,7 +150,7 @@ class WaypointRunner:
             if elapsed <= skip:
                 continue
             duration = min(wp.duration, elapsed - skip)
-            self._queue.append(_Pair(prev, Waypoint(wp.proprio, duration)))
+            self._queue.append(_Pair(None if self.strategy.measured_starts else prev, Waypoint(wp.proprio, duration)))
             prev, kept = wp.proprio, kept + 1
 
     # ---- state -----------------------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ class EpisodeResult:
     pairs_per_plan: int = 0  # pairs of each plan that ran before the next plan (0: all)
     plan_lead_s: float | None = None  # the ReplanConfig's leads (None: a record from before they were recorded)
     fill_lead_s: float | None = None
+    pair_start: str = "planned"  # the ReplanConfig's pair_start
     init_state: int | None = None
     num_plans: int = 0
     episode_s: float = 0.0  # wall time of the whole episode (reset, wait steps, policy steps, video)
