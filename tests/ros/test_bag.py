@@ -12,7 +12,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from ros_helpers import Listener, collect_sets, wait_for, wp_bag, wp_launch
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Empty, String
 
 from wp_policy.paths import config_dir
 from wp_policy.ros.bag_io import BagReader, deserialize
@@ -79,13 +79,21 @@ def test_lockstep_replay_is_reproducible(rclpy_context, sim_time_aggregator, r1l
     listener = Listener("lockstep_listener")
     for view in views:
         listener.listen(Image, f"/wp/obs/{view}")
-    listener.listen(JointState, "/wp/obs/proprio")
+    # The listener acks every proprio it hears, so the replay waits for it too: a loaded machine cannot let the
+    # aggregator's reliable writers (keep last 10) run more than a step ahead of this reader and overwrite samples.
+    heard = listener.create_publisher(Empty, "/test/lockstep_heard", 10)
+
+    def ack(msg):
+        listener._store("/wp/obs/proprio", msg)
+        heard.publish(Empty())
+
+    listener.create_subscription(JointState, "/wp/obs/proprio", ack, 200)
     wait_for(lambda: listener.count_publishers("/wp/obs/proprio") > 0, 20, "the aggregator")
     runs = []
     for _ in range(2):
         listener.clear()
         replay = wp_bag("replay", str(r1lite_bag), "--lockstep", "--step", str(CAMERA_PERIOD_S),
-                        "--ack", "/wp/obs/proprio", "--ack-timeout", "2")
+                        "--ack", "/wp/obs/proprio", "--ack", "/test/lockstep_heard", "--ack-timeout", "2")
         assert replay.wait(60) == 0, replay.output
         assert "45 lock-step steps, 0 ack timeouts" in replay.output
         time.sleep(0.2)
