@@ -93,7 +93,8 @@ def _fake_collection(monkeypatch, submitted: list[int]):
         n = 3
         frames = np.full((n, 4, 4, 3), seed % 256, np.uint8)
         return ExpertEpisode(task, seed, "pick up the red cube", seed % 3 != 0, {"primary": frames, "wrist": frames},
-                             np.full((n, 8), seed, np.float32), np.zeros((n, 7), np.float32), 0, missed_grasp=missed)
+                             np.full((n, 8), seed, np.float32), np.zeros((n, 7), np.float32), 0, missed_grasp=missed,
+                             pushed_steps=seed)
 
     monkeypatch.setattr(collect_sim, "_submitter", lambda cfg: contextlib.nullcontext(
         ((("Lift", cfg.attempts_per_task),), lambda job: _Done(fake_episode(job)))))
@@ -171,3 +172,4 @@ def test_a_task_short_of_its_episodes_is_an_error_unless_fewer_are_allowed(monke
     assert summary["short_tasks"] == {"Lift": 3} and summary["tasks"]["Lift"]["successes"] == 3
     assert len(list(read_rlds(summary["dataset_dir"]))) == 3
     assert summary["attempts_reused"] == 5  # the second run read every attempt back from the cache
+    assert summary["tasks"]["Lift"]["pushed_steps"] == 1 + 2 + 4  # the kept seeds' counts, read back from the cache

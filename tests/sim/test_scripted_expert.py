@@ -80,7 +80,7 @@ def test_pushes_disturb_the_motion_and_the_expert_recovers(state_env):
     clean = run_expert_episode(state_env, "Lift", seed=3)
     pushed = run_expert_episode(state_env, "Lift", seed=3, pushes=Pushes(rate=0.15))
     again = run_expert_episode(state_env, "Lift", seed=3, pushes=Pushes(rate=0.15))
-    assert pushed.success
+    assert pushed.success and pushed.pushed_steps >= 2 and clean.pushed_steps == 0
     _check_actions(pushed)
     np.testing.assert_array_equal(pushed.actions, again.actions)
     n = min(clean.num_steps, pushed.num_steps)

@@ -65,7 +65,8 @@ class AttemptCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         header = {"task": episode.task, "seed": episode.seed, "instruction": episode.instruction,
                   "success": bool(episode.success), "regrasps": int(episode.regrasps),
-                  "init_state": episode.init_state, "missed_grasp": bool(episode.missed_grasp)}
+                  "init_state": episode.init_state, "missed_grasp": bool(episode.missed_grasp),
+                  "pushed_steps": int(episode.pushed_steps)}
         tmp = path.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, header=np.array(json.dumps(header)), states=episode.states, actions=episode.actions,
                  **{_IMAGE_PREFIX + view: frames for view, frames in episode.images.items()})

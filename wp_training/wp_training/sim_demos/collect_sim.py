@@ -164,6 +164,7 @@ class TaskTally:
     steps_kept: int = 0
     regrasps: int = 0
     missed_grasp_starts: int = 0  # kept episodes recorded from a missed grasp
+    pushed_steps: int = 0  # steps of the kept episodes whose translation was a push (collect-sim --push-rate)
     failed: list[str] = field(default_factory=list)  # file_path-style names of the failed attempts
 
     @property
@@ -266,6 +267,7 @@ def _kept_episodes(cfg: CollectConfig, robot: RobotConfig, tally: dict[str, Task
                 t.steps_kept += ep.num_steps
                 t.regrasps += ep.regrasps
                 t.missed_grasp_starts += ep.missed_grasp
+                t.pushed_steps += ep.pushed_steps
                 progress.update(1)
                 yield _to_rlds_episode(ep, robot)
         progress.close()

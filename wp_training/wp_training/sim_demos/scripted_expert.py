@@ -393,6 +393,7 @@ class ExpertEpisode:
     regrasps: int
     init_state: int | None = None  # row of the task's fixed init states the episode started from (real LIBERO)
     missed_grasp: bool = False  # recorded from a missed grasp (run_expert_episode(missed_grasp=True))
+    pushed_steps: int = 0  # recorded steps whose translation was a push (run_expert_episode(pushes=...))
 
     @property
     def num_steps(self) -> int:
@@ -488,7 +489,7 @@ def run_expert_episode(env: SimEnv, task: str, seed: int, max_steps: int | None 
         task=task, seed=seed, instruction=obs.instruction, success=success,
         images={view: np.stack(f) for view, f in frames.items() if f},
         states=np.stack(states).astype(np.float32), actions=np.stack(actions).astype(np.float32),
-        regrasps=expert.regrasps, init_state=init_state, missed_grasp=missed_grasp,
+        regrasps=expert.regrasps, init_state=init_state, missed_grasp=missed_grasp, pushed_steps=expert.pushed_steps,
     )
 
 
