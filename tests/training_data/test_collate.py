@@ -30,6 +30,10 @@ def test_image_inputs_mask_missing_views(libero_config):
     assert list(images) == ["left_wrist_0_rgb", "base_0_rgb", "right_wrist_0_rgb"]
     assert np.all(images["base_0_rgb"] == 1.0) and np.all(images["left_wrist_0_rgb"] == -1.0)
     assert not images["right_wrist_0_rgb"].any() and [bool(m) for m in masks.values()] == [True, True, False]
+    junk = {"image": b"not an image", "wrist_image": b"not an image"}  # hidden views are never decoded
+    images, masks = image_inputs(junk, libero_config, ("base_0_rgb", "left_wrist_0_rgb"), 16, hidden=True)
+    assert not any(img.any() for img in images.values()) and not any(masks.values())
+    assert images["base_0_rgb"].shape == (3, 16, 16)
 
 
 def sample(n=4):

@@ -51,22 +51,24 @@ def unit_to_model(unit: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(unit.transpose(2, 0, 1) * np.float32(2.0) - np.float32(1.0))
 
 
-def camera_masks(robot: RobotConfig, image_keys: Sequence[str]) -> dict[str, np.bool_]:
-    """``IMAGE_MASKS`` of one sample: True for the model keys this robot has a camera for."""
-    have = {c.model_key for c in robot.cameras}
+def camera_masks(robot: RobotConfig, image_keys: Sequence[str], hidden: bool = False) -> dict[str, np.bool_]:
+    """``IMAGE_MASKS`` of one sample: True for the model keys this robot has a camera for; all False when
+    ``hidden`` (a sample trained without its images, as if the robot had no camera)."""
+    have = () if hidden else {c.model_key for c in robot.cameras}
     return {key: np.bool_(key in have) for key in image_keys}
 
 
 def image_inputs(robot: RobotConfig, frame_of: Callable[[CameraConfig], np.ndarray], image_keys: Sequence[str],
-                 size: int, augment: ImageAugment | None = None) -> dict:
+                 size: int, augment: ImageAugment | None = None, hidden: bool = False) -> dict:
     """``IMAGES`` (model key -> ``float32 [3, S, S]``) and ``IMAGE_MASKS`` (model key -> bool) of one sample.
 
     ``frame_of(camera)`` gives that camera's ``uint8 [h, w, 3]`` RGB frame (training: decoded RLDS bytes; runtime:
     the observation's view); it is called in ``image_keys`` order, and so is ``augment``, so a seeded augmentation
-    draws the same numbers for the same sample.
+    draws the same numbers for the same sample. A view the robot lacks, and every view when ``hidden``, is a zero
+    image with its mask False, and its frame is never read.
     """
     camera_of = {c.model_key: c for c in robot.cameras}
-    masks = camera_masks(robot, image_keys)
+    masks = camera_masks(robot, image_keys, hidden)
     images = {}
     for key in image_keys:
         if not masks[key]:

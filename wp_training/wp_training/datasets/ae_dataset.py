@@ -148,13 +148,8 @@ class WaypointAEDataset(RobotSampleStream):
         """IMAGES + IMAGE_MASKS decoded from the sample's camera bytes, or the cached FEATURES + IMAGE_MASKS; a
         hidden sample (``image_dropout``) gets every mask False and, from pixels, zero images like a view the robot
         lacks, without decoding or augmenting its frames."""
-        masks = camera_masks(self.robot, self.image_keys)
-        if raw["hide_images"]:
-            masks = {k: np.False_ for k in masks}
         if self.features is not None:
-            return cached_image_fields(self.features, raw, masks)
-        if raw["hide_images"]:
-            size = self.cfg.image_size
-            return {B.IMAGES: {k: np.zeros((3, size, size), np.float32) for k in masks}, B.IMAGE_MASKS: masks}
+            return cached_image_fields(self.features, raw, camera_masks(self.robot, self.image_keys,
+                                                                        raw["hide_images"]))
         return sample_image_inputs(raw, self.robot, self.image_keys, self.cfg.image_size, self.cfg.augment,
-                                   self.stream.seed)
+                                   self.stream.seed, raw["hide_images"])

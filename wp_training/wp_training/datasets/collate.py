@@ -30,22 +30,24 @@ def _augmenter(cfg: AugmentConfig, rng: np.random.Generator) -> ImageAugment:
 
 def image_inputs(
     encoded: Mapping[str, bytes], robot: RobotConfig, image_keys: Sequence[str], size: int,
-    augment: AugmentConfig | None = None, rng: np.random.Generator | None = None,
+    augment: AugmentConfig | None = None, rng: np.random.Generator | None = None, hidden: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.bool_]]:
     """One step's camera bytes (by rlds_key) -> ``IMAGES`` (model_key -> ``[3, S, S]``) and ``IMAGE_MASKS``;
-    with ``augment`` each view is augmented from ``rng`` in ``image_keys`` order."""
+    with ``augment`` each view is augmented from ``rng`` in ``image_keys`` order; ``hidden``: none decoded, every
+    view zero and masked out."""
     fields = shared_image_inputs(robot, lambda cam: decode_image(encoded[cam.rlds_key]), image_keys, size,
-                                 _augmenter(augment, rng) if augment is not None else None)
+                                 _augmenter(augment, rng) if augment is not None else None, hidden)
     return fields[B.IMAGES], fields[B.IMAGE_MASKS]
 
 
 def sample_image_inputs(raw: dict, robot: RobotConfig, image_keys: Sequence[str], size: int,
-                        augment: AugmentConfig, seed: int) -> dict:
+                        augment: AugmentConfig, seed: int, hidden: bool = False) -> dict:
     """``IMAGES`` + ``IMAGE_MASKS`` of a dataset's compact sample (``images``, ``epoch``, ``episode``, ``step``),
-    augmented from :func:`wp_training.datasets.augment.sample_rng` when ``augment.enabled``."""
+    augmented from :func:`wp_training.datasets.augment.sample_rng` when ``augment.enabled``; ``hidden``: the
+    sample's views left out (:func:`image_inputs`)."""
     if not augment.enabled:
-        images, masks = image_inputs(raw["images"], robot, image_keys, size)
+        images, masks = image_inputs(raw["images"], robot, image_keys, size, hidden=hidden)
     else:
         rng = sample_rng(seed, raw["epoch"], raw["episode"], raw["step"])
-        images, masks = image_inputs(raw["images"], robot, image_keys, size, augment, rng)
+        images, masks = image_inputs(raw["images"], robot, image_keys, size, augment, rng, hidden)
     return {B.IMAGES: images, B.IMAGE_MASKS: masks}
