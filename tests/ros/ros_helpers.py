@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,11 +18,15 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 PYTHON = sys.executable
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.02) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.02,
+             detail: Callable[[], str] | None = None) -> None:
+    """Poll ``predicate`` until it holds; on timeout fail with ``what`` and, if given, ``detail()`` (e.g. the output
+    of the process that should have answered: without it a timeout in CI says nothing about why)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            extra = f"\n{detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{extra}")
         time.sleep(poll)
 
 
@@ -69,9 +74,11 @@ class Listener(Node):
 class Proc:
     """A child process whose combined output is captured line by line (readable while it runs)."""
 
-    def __init__(self, args: list[str]):
+    def __init__(self, args: list[str], env: dict[str, str] | None = None):
+        """``env``: variables added to this process's environment."""
         self.args = args
-        self.popen = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.popen = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      env={**os.environ, **env} if env else None)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -99,8 +106,8 @@ class Proc:
         return self.wait(timeout)
 
 
-def wp_launch(*args: str) -> Proc:
-    return Proc([PYTHON, "-m", "wp_policy.supervisor", *args])
+def wp_launch(*args: str, env: dict[str, str] | None = None) -> Proc:
+    return Proc([PYTHON, "-m", "wp_policy.supervisor", *args], env=env)
 
 
 def wp_bag(*args: str) -> Proc:
