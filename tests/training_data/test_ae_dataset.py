@@ -33,9 +33,12 @@ def ae_dataset(prepared, robot, tokenizer, **kw):
     return WaypointAEDataset(cfg, robot, tokenizer)
 
 
-def test_libero_pairs_field_by_field(libero_prepared, libero_config, make_tokenizer):
+@pytest.mark.parametrize("mid_pair_starts", [0.0, 1.0])
+def test_libero_pairs_field_by_field(libero_prepared, libero_config, make_tokenizer, mid_pair_starts):
+    """Every pair once; with ``mid_pair_starts=1`` each pair longer than one step starts strictly inside it, and
+    images, start proprio, prompt, duration and actions all follow that start."""
     tok = make_tokenizer(libero_config)
-    ds = ae_dataset(libero_prepared, libero_config, tok, image_keys=MODEL_KEYS)
+    ds = ae_dataset(libero_prepared, libero_config, tok, image_keys=MODEL_KEYS, mid_pair_starts=mid_pair_starts)
     stats = load_stats(libero_prepared["stats"])
     index = WaypointIndex.load(libero_prepared["index"])
     episodes = libero_episodes(5, 40)
@@ -47,9 +50,12 @@ def test_libero_pairs_field_by_field(libero_prepared, libero_config, make_tokeni
         base = s[B.IMAGES]["base_0_rgb"]
         e, a = pixel(base, 1), pixel(base, 0)  # fixture images encode (episode, step)
         w = index.waypoints[e]
-        b = int(w[np.searchsorted(w, a) + 1])
+        pair = np.searchsorted(w, a, side="right")  # the pair [w[pair - 1], w[pair]) that holds step a
+        b = int(w[pair])
         d = b - a
-        seen.add((e, a, b))
+        first = int(w[pair - 1])
+        assert a == first if not mid_pair_starts or b - first == 1 else first < a < b
+        seen.add((e, first, b))
         ep = episodes[e]
         state = ep["observation"]["state"].astype(np.float32).astype(np.float64)
         action = ep["action"].astype(np.float32).astype(np.float64)
@@ -135,6 +141,24 @@ def test_image_dropout_hides_every_view_of_a_seeded_share(libero_prepared, liber
     assert batch[B.IMAGE_MASKS]["base_0_rgb"].dtype == torch.bool and not batch[B.IMAGE_MASKS]["base_0_rgb"].any()
     with pytest.raises(ValueError, match=r"image_dropout must be in \[0, 1\], got 1.5"):
         AEDataConfig("a", "b", "c", image_dropout=1.5)
+
+
+def test_mid_pair_starts_are_a_seeded_share(libero_prepared, libero_config, make_tokenizer):
+    tok = make_tokenizer(libero_config)
+    plain = list(ae_dataset(libero_prepared, libero_config, tok))
+    runs = [list(ae_dataset(libero_prepared, libero_config, tok, mid_pair_starts=0.5)) for _ in range(2)]
+    durations = [[int(s[B.DURATION]) for s in run] for run in runs]
+    assert durations[0] == durations[1]  # the same starts on every run
+    moved = sum(d != int(p[B.DURATION]) for d, p in zip(durations[0], plain))
+    longer = sum(int(p[B.DURATION]) > 1 for p in plain)
+    assert 0.25 * longer < moved < 0.75 * longer
+    assert all(d <= int(p[B.DURATION]) for d, p in zip(durations[0], plain))
+    ds = ae_dataset(libero_prepared, libero_config, tok, mid_pair_starts=1.0)
+    index = WaypointIndex.load(libero_prepared["index"])
+    w = index.waypoints[0]
+    assert ds.image_steps(0, int(w[-1]) + 1).tolist() == list(range(int(w[0]), int(w[-1])))  # every step in a pair
+    with pytest.raises(ValueError, match=r"mid_pair_starts must be in \[0, 1\], got -0.1"):
+        AEDataConfig("a", "b", "c", mid_pair_starts=-0.1)
 
 
 def test_loader_workers_are_seeded_and_resume_exactly(libero_prepared, libero_config, make_tokenizer):

@@ -16,6 +16,13 @@ A sample is one pair of consecutive waypoints ``(a, b)`` of an episode with dura
   DIM_MASK            bool [32]          dim < action.dim
   DURATION            int64              d
 
+``mid_pair_starts`` moves the start of a share of the samples to a random step inside the pair (uniform over
+``a+1 .. b-1``, duration ``b - s``; images and start proprio at that step). At deployment each pair is filled from
+the pose measured when it starts (``replan.pair_start: measured``), and an arm that lags its plan is there part of
+the way along the pair, not at its first waypoint: with these samples the AE has been taught to cover the remaining
+way in the remaining time, and since one end waypoint now comes with several starts and durations, it has to read
+them rather than the motion's phase in the images. The share is per sample and seeded like ``image_dropout``.
+
 ``image_dropout`` hides every view of a share of the samples (their ``IMAGE_MASKS`` all False and their images zero,
 so the model attends to no image token; their frames are not decoded). Without it the AE can predict a scripted
 demo's actions from the images alone, since the images show the phase of the motion, and learn to ignore its end
@@ -59,11 +66,13 @@ class AEDataConfig:
     stream: StreamConfig = field(default_factory=StreamConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training-time image augmentation (off)
     image_dropout: float = 0.0  # share of samples trained without their images (seeded per episode; 0: off)
+    mid_pair_starts: float = 0.0  # share of samples starting at a random step inside their pair (0: off)
     relative_dims: tuple[int, ...] = ()  # the model's relative_dims (set by the AE task from model.relative_dims)
 
     def __post_init__(self):
-        if not 0.0 <= self.image_dropout <= 1.0:
-            raise ValueError(f"image_dropout must be in [0, 1], got {self.image_dropout}")
+        for name in ("image_dropout", "mid_pair_starts"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 1 <= self.max_duration <= B.HORIZON:
             raise ValueError(f"max_duration must be in 1..{B.HORIZON} (the AE horizon), got {self.max_duration}")
         if self.prompt_len < 2 or self.image_size < 1:
@@ -111,10 +120,12 @@ class WaypointAEDataset(RobotSampleStream):
             if b - a > self.cfg.max_duration:
                 continue
             hide = bool(self.cfg.image_dropout) and bool(rng.random() < self.cfg.image_dropout)
+            if b - a > 1 and self.cfg.mid_pair_starts and rng.random() < self.cfg.mid_pair_starts:
+                a = int(rng.integers(a + 1, b))
             yield {
                 "episode": index,
                 "step": a,
-                "where": f"{where}, pair ({a}, {b})",
+                "where": f"{where}, pair (start {a}, end {b})",
                 "instruction": episode["language_instruction"],
                 "images": {} if hide else {k: episode["observation"][k][a] for k in cams},
                 "start": proprio[a],
@@ -124,9 +135,13 @@ class WaypointAEDataset(RobotSampleStream):
             }
 
     def image_steps(self, index: int, length: int) -> np.ndarray:
-        """Steps of episode ``index`` whose images a sample can use (pair starts): what the feature cache stores."""
+        """Steps of episode ``index`` whose images a sample can use (pair starts, and with ``mid_pair_starts`` every
+        step inside a pair): what the feature cache stores."""
         w = self.index.waypoints[index]
-        return w[:-1][np.diff(w) <= self.cfg.max_duration]
+        starts = w[:-1][np.diff(w) <= self.cfg.max_duration]
+        if not self.cfg.mid_pair_starts:
+            return starts
+        return np.concatenate([np.arange(a, b) for a, b in zip(starts, w[1:][np.diff(w) <= self.cfg.max_duration])])
 
     def finalize(self, raw: dict) -> dict:
         d = len(raw["actions"])
