@@ -48,10 +48,20 @@ class Listener(Node):
         except ExternalShutdownException:
             pass
 
-    def listen(self, msg_type, topic: str, reliable: bool = True, depth: int = 200) -> None:
-        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable else
-                         ReliabilityPolicy.BEST_EFFORT)
-        self.create_subscription(msg_type, topic, lambda m, t=topic: self._store(t, m), qos)
+    def listen(self, msg_type, topic: str, reliable: bool = True, depth: int = 200, qos: QoSProfile | None = None,
+               then: Callable[[object], None] | None = None) -> None:
+        """Keep every message on ``topic``; ``qos`` replaces reliable/depth (e.g. a latched profile), ``then`` is
+        called with each message after it is kept (e.g. to acknowledge it)."""
+        if qos is None:
+            qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable else
+                             ReliabilityPolicy.BEST_EFFORT)
+
+        def keep(msg, topic=topic):
+            self._store(topic, msg)
+            if then is not None:
+                then(msg)
+
+        self.create_subscription(msg_type, topic, keep, qos)
 
     def _store(self, topic: str, msg) -> None:
         with self._lock:

@@ -47,7 +47,7 @@ def test_record_then_replay_round_trip(rclpy_context, tmp_path):
     talker.destroy_node()  # so the only latched instruction left is the replayed one
     listener = Listener("bag_test_listener")
     listener.listen(JointState, "/test/joints")
-    listener.create_subscription(String, "/wp/instruction", lambda m: listener._store("/wp/instruction", m), LATCHED)
+    listener.listen(String, "/wp/instruction", qos=LATCHED)
     replay = wp_bag("replay", str(out), "--rate", "4")
     assert replay.wait(30) == 0, replay.output
     wait_for(lambda: len(listener.get("/test/joints")) == 20, 15, "replayed messages")
@@ -82,12 +82,7 @@ def test_lockstep_replay_is_reproducible(rclpy_context, sim_time_aggregator, r1l
     # The listener acks every proprio it hears, so the replay waits for it too: a loaded machine cannot let the
     # aggregator's reliable writers (keep last 10) run more than a step ahead of this reader and overwrite samples.
     heard = listener.create_publisher(Empty, "/test/lockstep_heard", 10)
-
-    def ack(msg):
-        listener._store("/wp/obs/proprio", msg)
-        heard.publish(Empty())
-
-    listener.create_subscription(JointState, "/wp/obs/proprio", ack, 200)
+    listener.listen(JointState, "/wp/obs/proprio", then=lambda _: heard.publish(Empty()))
     wait_for(lambda: listener.count_publishers("/wp/obs/proprio") > 0, 20, "the aggregator")
     runs = []
     for _ in range(2):

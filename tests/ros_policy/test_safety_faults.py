@@ -65,7 +65,7 @@ def setup(policy_files, params_file, rclpy_context, r1lite_config):
     listener.listen(JointTrajectory, "/wp/waypoints")
     listener.listen(DiagnosticArray, "/diagnostics", depth=1000)
     latched = qos_profile("reliable_latched")
-    listener.create_subscription(String, "/wp/stop_state", lambda m: listener._store("/wp/stop_state", m), latched)
+    listener.listen(String, "/wp/stop_state", qos=latched)
     instruction_pub = listener.create_publisher(String, "/wp/instruction", latched)
     instruction_pub.publish(String(data="pick up the cup"))  # latched: every node gets it when it matches
     graph = wp_launch("r1lite", "--nodes", "aggregator,filler", *args)
