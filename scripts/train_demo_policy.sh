@@ -42,6 +42,8 @@
 #                           mirrors the left), all = one token per finger (the layout of earlier builds)
 #   AUGMENT=true            training image augmentation of both models (data.augment.enabled; the configs say
 #                           which kinds: the AE's all of openpi's, the VLM's colour jitter only)
+#   NOISE_SCALE=0.5         the exported policy's AE sampling temperature (noise_scale: std of the flow's starting
+#                           noise; 1 = the training distribution, lower places the arm more precisely)
 #   SELECT_EPISODES=0       held-out episodes per candidate checkpoint (0: no selection, ship the last VLM;
 #                           LIBERO: keep 0, its init states are split between demos and evaluation)
 #   SELECT_SEED=1000        first held-out reset seed (disjoint from the test seeds 7..56 and the demos' 100000..)
@@ -52,7 +54,7 @@
 set -euo pipefail
 
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,53p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 
@@ -82,6 +84,7 @@ EVAL_VIDEO="${EVAL_VIDEO:-false}"
 REFINE_STEPS="${REFINE_STEPS:-0}"
 PROPRIO_TOKENS="${PROPRIO_TOKENS:-uncoupled}"
 AUGMENT="${AUGMENT:-true}"
+NOISE_SCALE="${NOISE_SCALE:-0.5}"
 SELECT_EPISODES="${SELECT_EPISODES:-0}"
 SELECT_SEED="${SELECT_SEED:-1000}"
 SELECT_EVERY="${SELECT_EVERY:-1000}"
@@ -135,7 +138,7 @@ settings() {  # settings NAME: what a stage's outputs depend on, recorded in its
         vlm) echo "augment=$AUGMENT proprio_tokens=$PROPRIO_TOKENS args=$VLM_ARGS" ;;
         vlm_refine) echo "steps=$REFINE_STEPS augment=$AUGMENT proprio_tokens=$PROPRIO_TOKENS args=$VLM_ARGS" ;;
         select) echo "episodes=$SELECT_EPISODES seed=$SELECT_SEED every=$SELECT_EVERY image_size=$IMAGE_SIZE" ;;
-        export) echo "out=$OUT select_episodes=$SELECT_EPISODES" ;;
+        export) echo "out=$OUT select_episodes=$SELECT_EPISODES noise_scale=$NOISE_SCALE" ;;
         eval) echo "out=$OUT episodes=$EVAL_EPISODES image_size=$IMAGE_SIZE$([[ "$EVAL_VIDEO" == false ]] || echo " video=$EVAL_VIDEO")" ;;
         *) echo "-" ;;
     esac
@@ -252,6 +255,7 @@ device: cpu
 num_waypoints: 7
 num_flow_steps: 10
 seed: 0
+noise_scale: $NOISE_SCALE
 max_token_len: 256
 YAMLEOF
 }

@@ -9,6 +9,7 @@ from model_fixtures import ae_batch, randomize_adarms, saved_bytes, seeded, with
 from wp_policy import batch as B
 from wp_policy.models import WaypointActionExpert, ae_config
 from wp_policy.models import action_expert as ae_module
+from wp_policy.models.validation import ModelInputError
 
 
 def _loss(model, batch, seed=0):
@@ -111,6 +112,28 @@ def test_sampling_is_seeded_and_reuses_one_prefix_pass(tiny_ae, tiny_ae_config, 
         chunk = tiny_ae.denoise(cache, pair[B.START_PROPRIO], pair[B.END_PROPRIO], pair[B.DURATION],
                                 torch.Generator().manual_seed(7))
         assert torch.equal(chunk, expected)
+
+
+def test_noise_scale_is_the_sampling_temperature(tiny_ae, tiny_ae_config):
+    randomize_adarms(tiny_ae)
+    batch = without_actions(ae_batch(tiny_ae_config, n=2))
+    sample = lambda seed, scale: tiny_ae.sample_actions(batch, torch.Generator().manual_seed(seed),  # noqa: E731
+                                                        noise_scale=scale)
+    assert torch.equal(sample(7, 1.0), tiny_ae.sample_actions(batch, torch.Generator().manual_seed(7)))
+    assert torch.equal(sample(7, 0.0), sample(8, 0.0))  # no noise: one chunk whatever the seed
+    assert not torch.allclose(sample(7, 0.5), sample(8, 0.5))
+    spread = {s: torch.stack([sample(seed, s) for seed in range(6)]).std(0).mean().item() for s in (0.25, 1.0)}
+    assert spread[0.25] < spread[1.0]
+    with torch.no_grad():  # the same Euler integration, started from the scaled noise
+        x = 0.5 * torch.randn((2, 32, 32), generator=torch.Generator().manual_seed(7))
+        for i in range(10):
+            t = torch.full((2,), 1.0 - i / 10)
+            x = x - 0.1 * tiny_ae.velocity(tiny_ae.encode_prefix(batch), x, t, batch[B.START_PROPRIO],
+                                           batch[B.END_PROPRIO], batch[B.DURATION])
+    assert torch.allclose(sample(7, 0.5), x, atol=1e-6)
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ModelInputError, match="noise_scale must be a finite number >= 0"):
+            sample(7, bad)
 
 
 def test_bf16_weights_with_fp32_inputs_and_masks(tiny_ae_config):

@@ -69,7 +69,8 @@ def test_arguments_are_typed_and_routed_to_node_parameters():
 def write_policy(folder: Path, **fields) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     data = {"robot": "libero", "vlm_checkpoint": "vlm", "ae_checkpoint": "/abs/ae", "stats_path": "stats.json",
-            "tokenizer_path": "tok.model", "num_waypoints": 3, "num_flow_steps": 4, "seed": 5, "max_token_len": 99,
+            "tokenizer_path": "tok.model", "num_waypoints": 3, "num_flow_steps": 4, "seed": 5, "noise_scale": 0.5,
+            "max_token_len": 99,
             **fields}
     path = folder / "policy.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -84,8 +85,8 @@ def test_the_policy_file_sets_every_policy_setting_of_the_nodes(tmp_path):
                                               "num_waypoints", "max_token_len")} == {
         "robot_config": "libero", "checkpoint": str(base / "vlm"), "stats": str(base / "stats.json"),
         "tokenizer": str(base / "tok.model"), "device": "cpu", "num_waypoints": 3, "max_token_len": 99}
-    assert {k: nodes["filler"][k] for k in ("checkpoint", "num_flow_steps", "seed")} == {
-        "checkpoint": "/abs/ae", "num_flow_steps": 4, "seed": 5}
+    assert {k: nodes["filler"][k] for k in ("checkpoint", "num_flow_steps", "seed", "noise_scale")} == {
+        "checkpoint": "/abs/ae", "num_flow_steps": 4, "seed": 5, "noise_scale": 0.5}
     assert nodes["aggregator"]["robot_config"] == nodes["final_hold"]["robot_config"] == "libero"
     assert "num_waypoints" not in nodes["filler"] and "seed" not in nodes["planner"]  # only where they act
 
@@ -112,6 +113,8 @@ def test_a_bad_policy_file_is_an_argument_error(tmp_path):
         resolve_graph(get_graph("r1lite"), {"policy": str(tmp_path / "nowhere.yaml")})
     with pytest.raises(ValueError, match="argument policy: .*num_flow_steps must be >= 1, got 0"):
         resolve_graph(get_graph("r1lite"), {"policy": str(write_policy(tmp_path / "p", num_flow_steps=0))})
+    with pytest.raises(ValueError, match="argument policy: .*noise_scale must be a finite number >= 0, got -1"):
+        resolve_graph(get_graph("r1lite"), {"policy": str(write_policy(tmp_path / "n", noise_scale=-1))})
     with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
         resolve_graph(get_graph("r1lite"), {"policy": str(write_policy(tmp_path / "q", device="gpu"))})
 

@@ -18,7 +18,7 @@ from wp_policy.paths import config_dir
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-SETTINGS = {"num_waypoints": 2, "num_flow_steps": 3, "seed": 11, "max_token_len": 200}
+SETTINGS = {"num_waypoints": 2, "num_flow_steps": 3, "seed": 11, "noise_scale": 0.25, "max_token_len": 200}
 
 
 def node_parameters(listener: Listener, node: str, names: list[str]) -> dict:
@@ -57,14 +57,14 @@ def test_the_policy_file_reaches_the_nodes_and_arguments_override_it(policy_file
         assert graph.popen.poll() is None, graph.output
         common = ["robot_config", "checkpoint", "stats", "tokenizer", "device"]
         planner = node_parameters(listener, "planner", [*common, "num_waypoints", "max_token_len"])
-        filler = node_parameters(listener, "filler", [*common, "num_flow_steps", "seed"])
+        filler = node_parameters(listener, "filler", [*common, "num_flow_steps", "seed", "noise_scale"])
         tokenizer = str((folder / "tok.model").resolve())
         for values, checkpoint in ((planner, policy_files.vlm), (filler, policy_files.ae)):
             assert {k: values[k] for k in common} == {"robot_config": "r1lite", "checkpoint": str(checkpoint),
                                                       "stats": str(policy_files.stats), "tokenizer": tokenizer,
                                                       "device": "auto"}
         assert (planner["num_waypoints"], planner["max_token_len"]) == (2, 200)  # the file wins over params.yaml
-        assert (filler["num_flow_steps"], filler["seed"]) == (3, 11)
+        assert (filler["num_flow_steps"], filler["seed"], filler["noise_scale"]) == (3, 11, 0.25)
         if not torch.cuda.is_available():
             for node in ("/planner", "/filler"):
                 wait_for(lambda n=node: any(s.level == DiagnosticStatus.WARN and "device auto:" in s.message

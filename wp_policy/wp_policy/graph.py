@@ -269,7 +269,7 @@ def _policy_args(robot: str) -> tuple[GraphArgument, ...]:
     "": the robot must be named)."""
     return (
         GraphArgument(POLICY_ARG, "", "policy file: a PolicyConfig YAML (robot, checkpoints, stats, tokenizer, device, "
-                      "num_waypoints, num_flow_steps, seed, max_token_len; relative paths in it: to the file)"),
+                      "num_waypoints, num_flow_steps, seed, noise_scale, max_token_len; relative paths in it: to the file)"),
         GraphArgument(ROBOT_ARG, "", "robot config name (configs/robots/) or robot YAML path (any directory)",
                       policy_field="robot", fallback=robot, required=not robot),
         GraphArgument("vlm_checkpoint", "", "VLM planner checkpoint (safetensors file or checkpoint directory)",
@@ -319,7 +319,7 @@ FILLER = GraphNode(
     "filler", "wp_filler", "wp_policy.ros.filler_node",
     arg_params={"checkpoint": "ae_checkpoint", "stats": "stats", "tokenizer": "tokenizer",
                 "instruction": "instruction", **REPLAN_PARAMS, "device": "device", "clock_mode": "clock_mode"},
-    policy_params={"num_flow_steps": "num_flow_steps", "seed": "seed"},
+    policy_params={"num_flow_steps": "num_flow_steps", "seed": "seed", "noise_scale": "noise_scale"},
 )
 LIBERO_BRIDGE = GraphNode(
     "libero_bridge", "wp_libero_bridge", "wp_policy.ros.libero_bridge_node",

@@ -7,6 +7,7 @@ Device *resolution* (``auto`` -> cuda or cpu) needs torch and lives with the mod
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,12 +37,15 @@ class PolicyConfig:
     num_waypoints: int = 7  # M, waypoints per plan
     num_flow_steps: int = 10  # Euler steps of the AE sampler
     seed: int = 0  # AE noise seed (combined with the observation stamp, see fill_seed)
+    noise_scale: float = 1.0  # AE sampling temperature: std of the flow's starting noise (0: deterministic chunks)
     max_token_len: int = 256  # longest planner prompt (instruction + state + "Action: ") in tokens
 
     def __post_init__(self):
         for name in ("num_waypoints", "num_flow_steps", "max_token_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
+            raise ValueError(f"noise_scale must be a finite number >= 0, got {self.noise_scale}")
         check_device(self.device)
         if not (self.vlm_checkpoint or self.ae_checkpoint):
             raise ValueError("a policy needs at least one of vlm_checkpoint and ae_checkpoint")

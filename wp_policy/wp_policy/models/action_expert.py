@@ -14,6 +14,7 @@ prefix once into a :class:`PrefixCache` and only the expert per step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -185,33 +186,42 @@ class WaypointActionExpert(nn.Module):
 
     # ---- inference ----------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample_actions(self, batch: Mapping, generator: torch.Generator, num_steps: int | None = None) -> torch.Tensor:
+    def sample_actions(self, batch: Mapping, generator: torch.Generator, num_steps: int | None = None,
+                       noise_scale: float = 1.0) -> torch.Tensor:
         """Denoise one chunk per sample -> float32 [B, T, A] (normalised model actions; run the first d steps).
 
         ``batch`` holds the observation keys and START_PROPRIO / END_PROPRIO / DURATION (no actions); the initial
-        noise comes from ``generator`` only, so the same seed gives the same chunk.
+        noise comes from ``generator`` only, so the same seed gives the same chunk. ``noise_scale`` (see
+        :meth:`denoise`) multiplies that noise.
         """
         self.check_batch(batch, training=False)
         return self.denoise(self.encode_prefix(batch), batch[B.START_PROPRIO], batch[B.END_PROPRIO],
-                            batch[B.DURATION], generator, num_steps)
+                            batch[B.DURATION], generator, num_steps, noise_scale)
 
     @torch.no_grad()
     def denoise(self, cache: PrefixCache, start: torch.Tensor, end: torch.Tensor, duration: torch.Tensor,
-                generator: torch.Generator, num_steps: int | None = None) -> torch.Tensor:
+                generator: torch.Generator, num_steps: int | None = None, noise_scale: float = 1.0) -> torch.Tensor:
         """Euler integration from noise (t = 1) to actions (t = 0) against an existing prefix ``cache`` (inputs
         [B, P], [B, P], [B] for the cache's B) -> float32 [B, T, A]. Lets a caller fill several waypoint pairs of
-        one observation from a single :meth:`encode_prefix`."""
+        one observation from a single :meth:`encode_prefix`.
+
+        ``noise_scale`` is the sampling temperature: the standard deviation of the starting noise (1: the training
+        distribution; below 1 the chunk moves toward the flow's most likely actions, so a small, uncertain expert
+        places the arm more precisely; 0: one deterministic chunk per input)."""
         if not isinstance(generator, torch.Generator):
             raise ModelInputError(f"denoising needs a torch.Generator for its noise, got {type(generator).__name__}")
         steps = self.config.num_sampling_steps if num_steps is None else num_steps
         if steps < 1:
             raise ModelInputError(f"num_steps must be >= 1, got {steps}")
+        if not (math.isfinite(noise_scale) and noise_scale >= 0):
+            raise ModelInputError(f"noise_scale must be a finite number >= 0, got {noise_scale}")
         n = cache.valid.shape[0]
         for key, value in ((B.START_PROPRIO, start), (B.END_PROPRIO, end)):
             check_tensor(key, value, (n, self.config.proprio_dim), floating=True)
         check_tensor(B.DURATION, duration, (n,), floating=False)
         shape = (n, self.config.horizon, self.config.action_dim)
         x = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32).to(self.device)
+        x = x * noise_scale
         dt = -1.0 / steps
         for i in range(steps):
             time = torch.full((n,), 1.0 + i * dt, dtype=torch.float32, device=self.device)

@@ -90,10 +90,12 @@ PARAMS = {
     "replan_retry_s": (2.0, "s (wall clock) before an unanswered /wp/replan is sent again"),
     "num_flow_steps": (policy_params.policy_default("num_flow_steps"), "Euler steps of the AE sampler"),
     "seed": (policy_params.policy_default("seed"), "AE noise seed (combined with each observation stamp)"),
+    "noise_scale": (policy_params.policy_default("noise_scale"), "AE sampling temperature (std of the starting "
+                                                                 "noise; 0: deterministic chunks)"),
     "final_hold_ticks": (3, "wall clock: control periods of hold commands sent on shutdown, before falling silent"),
 }
 READ_ONLY = (*policy_params.READ_ONLY, *policy_params.REPLAN, "clock_mode", "command_qos", "num_flow_steps", "seed",
-             "obs_timeout", "feedback_timeout", "final_hold_ticks")
+             "noise_scale", "obs_timeout", "feedback_timeout", "final_hold_ticks")
 WRITER_CHECK_S = 0.5  # how often the command topics are checked for another writer
 
 
@@ -106,7 +108,7 @@ class FillerNode(Node):
         self.replan = policy_params.replan_config(p)  # before the model loads: a bad value fails fast
         policy_params.apply_cpu_threads(p["cpu_threads"])
         self.policy = policy_params.load_policy(p, "ae_checkpoint", num_flow_steps=p["num_flow_steps"],
-                                                seed=p["seed"])
+                                                seed=p["seed"], noise_scale=p["noise_scale"])
         self.robot = robot = self.policy.robot
         self.p = p
         self.lockstep = p["clock_mode"] == "lockstep"
@@ -126,7 +128,7 @@ class FillerNode(Node):
         self._publish_latch()
         self.get_logger().info(
             f"{robot.robot_type}: {self.replan.mode} filling with {p['checkpoint']} on {self.policy.device} "
-            f"({p['num_flow_steps']} flow steps, seed {p['seed']}), "
+            f"({p['num_flow_steps']} flow steps, seed {p['seed']}, noise scale {p['noise_scale']:g}), "
             f"{'one command per observation set (lock-step)' if self.lockstep else f'{robot.control_hz:g} Hz timer'}"
             f" -> {', '.join(self.mapper.topics)}")
         gc.freeze()  # the loaded model's objects are static: keep them out of the collector (no GC pauses in the

@@ -10,6 +10,7 @@ key to change, and :func:`report_device` reports ``device auto`` running on the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -78,6 +79,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "replan_retry_s": (lambda v: v > 0, "must be > 0"),
     "num_waypoints": (lambda v: v >= 1, "must be >= 1"),
     "num_flow_steps": (lambda v: v >= 1, "must be >= 1"),
+    "noise_scale": (lambda v: math.isfinite(v) and v >= 0, "must be a finite number >= 0"),
     "max_token_len": (lambda v: v >= 1, "must be >= 1"),
     "clock_mode": (lambda v: v in ("wall", "lockstep"), "must be wall or lockstep"),
     "command_qos": (lambda v: v in ("", *QOS_NAMES), f"must be empty or one of {list(QOS_NAMES)}"),

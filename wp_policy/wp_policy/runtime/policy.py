@@ -245,7 +245,8 @@ class WaypointPolicy:
             raise ValueError(f"duration must be in 1..{B.HORIZON} to fill a chunk, got {duration}")
         batch = self.fill_inputs(obs, instruction, start, end, duration)
         gen = torch.Generator(device=self.device).manual_seed(fill_seed(self.config.seed, obs.stamp_ns, end))
-        chunk = self.ae.sample_actions(batch, generator=gen, num_steps=self.config.num_flow_steps)  # [1, T, A]
+        chunk = self.ae.sample_actions(batch, generator=gen, num_steps=self.config.num_flow_steps,
+                                       noise_scale=self.config.noise_scale)  # [1, T, A]
         actions = chunk[0, :duration, : self.robot.action.dim].double().cpu().numpy()
         return self.action_transform.to_execution(actions)
 
