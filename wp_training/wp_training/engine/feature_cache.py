@@ -106,8 +106,8 @@ class FeatureStore:
         where = self._rows.get((int(episode), int(step)))
         if where is None:
             raise FeatureCacheError(f"vision_cache {self.dir}: no features for episode {episode} step {step}; "
-                                    f"the cache was written for other data or settings (e.g. max_duration), "
-                                    f"re-run `wp-data cache-features`")
+                                    f"the cache was written for other data or settings (e.g. max_duration, "
+                                    f"mid_pair_starts), re-run `wp-data cache-features`")
         shard, row = where
         handle = self._handles.get(shard)
         if handle is None:
