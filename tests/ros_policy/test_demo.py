@@ -108,7 +108,7 @@ def test_demo_runs_a_policy_through_the_graph(tmp_path, libero_config, sp_model_
     assert (out / "videos" / "rollout_Lift_t0_failure.mp4").stat().st_size > 0
     log = (out / "graph.log").read_text()
     assert "planning 2 waypoints" in log  # the policy file's settings reach the nodes
-    assert "(2 flow steps, seed 0)" in log
+    assert "(2 flow steps, seed 0, noise scale 1)" in log
     assert "node 'libero_bridge' finished (exit code 0)" in log
 
 
