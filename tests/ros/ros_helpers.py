@@ -56,7 +56,7 @@ class Listener(Node):
             qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliable else
                              ReliabilityPolicy.BEST_EFFORT)
 
-        def keep(msg, topic=topic):
+        def keep(msg):
             self._store(topic, msg)
             if then is not None:
                 then(msg)

@@ -157,6 +157,8 @@ def test_mid_pair_starts_are_a_seeded_share(libero_prepared, libero_config, make
     index = WaypointIndex.load(libero_prepared["index"])
     w = index.waypoints[0]
     assert ds.image_steps(0, int(w[-1]) + 1).tolist() == list(range(int(w[0]), int(w[-1])))  # every step in a pair
+    short = ae_dataset(libero_prepared, libero_config, tok, mid_pair_starts=1.0, max_duration=1)
+    assert short.image_steps(0, int(w[-1]) + 1).tolist() == w[:-1][np.diff(w) == 1].tolist()  # only 1-step pairs
     with pytest.raises(ValueError, match=r"mid_pair_starts must be in \[0, 1\], got -0.1"):
         AEDataConfig("a", "b", "c", mid_pair_starts=-0.1)
 

@@ -138,10 +138,11 @@ class WaypointAEDataset(RobotSampleStream):
         """Steps of episode ``index`` whose images a sample can use (pair starts, and with ``mid_pair_starts`` every
         step inside a pair): what the feature cache stores."""
         w = self.index.waypoints[index]
-        starts = w[:-1][np.diff(w) <= self.cfg.max_duration]
+        kept = np.diff(w) <= self.cfg.max_duration
+        starts, ends = w[:-1][kept], w[1:][kept]
         if not self.cfg.mid_pair_starts:
             return starts
-        return np.concatenate([np.arange(a, b) for a, b in zip(starts, w[1:][np.diff(w) <= self.cfg.max_duration])])
+        return np.concatenate([starts[:0], *(np.arange(a, b) for a, b in zip(starts, ends))])  # [] if none kept
 
     def finalize(self, raw: dict) -> dict:
         d = len(raw["actions"])
