@@ -28,6 +28,8 @@ def test_bad_parameters_stop_the_nodes_with_a_clear_message(policy_files):
                       "pairs_per_plan must be >= 0 (0: every pair of a plan), got -1"),
         "bad lead": (node("filler_node", f"checkpoint:={policy_files.ae}", *files, "plan_lead_s:=-0.5"),
                      "plan_lead_s must be a number of seconds >= 0, got -0.5"),
+        "bad noise": (node("filler_node", f"checkpoint:={policy_files.ae}", *files, "noise_scale:=-0.5"),
+                      "noise_scale must be a finite number >= 0, got -0.5"),
         "wrong robot": (node("planner_node", f"checkpoint:={policy_files.vlm}", *files, "robot_config:=libero"),
                         "plans 14-D waypoints but robot libero has 8 proprio dims"),
     }
